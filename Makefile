@@ -1,0 +1,41 @@
+# ingestion-pipeline: `make run` (UI + sensor + schedule on the samples), `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export INGEST_LANDING_URL ?= data/landing
+export INGEST_WAREHOUSE_DIR ?= data/warehouse
+SQL ?= select status, count(*) as files, sum(rows_loaded) as rows_loaded, sum(rows_rejected) as rows_rejected from ingested_files group by status order by status
+
+.PHONY: venv landing run test ingest query clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+landing: venv
+	mkdir -p $(INGEST_LANDING_URL) $(INGEST_WAREHOUSE_DIR)
+	@if [ -z "$$(ls -A $(INGEST_LANDING_URL))" ]; then \
+		echo "Copying data/samples/ into $(INGEST_LANDING_URL)/"; cp -R data/samples/. $(INGEST_LANDING_URL)/; fi
+
+run: landing
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+test: venv
+	$(BIN)/pytest
+
+ingest: landing
+	$(BIN)/ingestion-pipeline ingest
+
+query: venv
+	$(BIN)/ingestion-pipeline query "$(SQL)"
+
+clean:
+	rm -rf $(INGEST_WAREHOUSE_DIR) $(DAGSTER_HOME)

@@ -1,0 +1,1 @@
+"""ingestion-pipeline: landed files -> validated, deduplicated, current-state Parquet tables."""

@@ -1,0 +1,164 @@
+"""`ingestion-pipeline`: ingest (one synchronous pass through the Dagster assets) and
+query (DuckDB over the warehouse tables)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import click
+
+from .settings import Settings
+
+
+@click.group()
+def main() -> None:
+    """Self-hosted customer-data ingestion: landed files -> current-state Parquet tables."""
+
+
+def run_ingest(settings: Settings, echo=click.echo) -> tuple[list[dict], list[str]]:
+    """Runs the ingest job once per landing day with pending files, in-process, on the
+    Dagster instance of DAGSTER_HOME (or a temporary one). Returns (ledger rows, failures)."""
+    import dagster as dg
+    import polars as pl
+
+    from .definitions import build_definitions
+    from .defs.jobs import day_run_requests
+    from .defs.resources import IngestResource
+    from .landing import open_landing
+    from .ledger import read_ledger
+    from .pipeline import pending_by_partition
+    from .warehouse import Warehouse
+
+    store = open_landing(settings.landing_url)
+    groups = pending_by_partition(settings, store)
+    if not groups:
+        return [], []
+    ingest = IngestResource(
+        landing_url=settings.landing_url,
+        warehouse_dir=str(settings.warehouse_dir),
+        max_record_bytes=settings.max_record_bytes,
+        max_decoded_bytes=settings.max_decoded_bytes,
+    )
+    job = build_definitions(ingest).resolve_job_def("ingest_job")
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    failures = []
+    requests = day_run_requests(groups, key_prefix=f"cli:{uuid.uuid4().hex[:8]}")
+    for i, request in enumerate(requests, 1):
+        streams = request.tags["ingestion/streams"]
+        echo(f"[{i}/{len(requests)}] landing day {request.partition_key}: {request.tags['ingestion/files']} new file(s) in {streams}", err=True)
+        result = job.execute_in_process(
+            partition_key=request.partition_key,
+            asset_selection=request.asset_selection,
+            instance=instance,
+            tags={**request.tags, "ingestion/source": "cli"},
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            raise_on_error=False,
+        )
+        if not result.success:
+            failures.append(f"run {result.run_id} for landing day {request.partition_key} failed")
+    wanted = {f.file_id for files in groups.values() for f in files}
+    ledger = read_ledger(Warehouse(settings.warehouse_dir)).filter(pl.col("file_id").is_in(list(wanted)))
+    return ledger.sort("landed_at", "file").to_dicts(), failures
+
+
+@main.command()
+@click.option("--landing", "landing", envvar="INGEST_LANDING_URL", help="Landing folder or s3://bucket/prefix [INGEST_LANDING_URL, default data/landing]")
+@click.option("--warehouse", "warehouse", envvar="INGEST_WAREHOUSE_DIR", type=click.Path(file_okay=False), help="Warehouse folder [INGEST_WAREHOUSE_DIR, default data/warehouse]")
+def ingest(landing: str | None, warehouse: str | None) -> None:
+    """One synchronous pass over every pending landed file, with a per-file summary.
+
+    Exits 0 when the pipeline ran (even if records were rejected), 1 when it failed."""
+    settings = Settings.from_env(landing_url=landing, warehouse_dir=warehouse)
+    rows, failures = run_ingest(settings)
+    if not rows and not failures:
+        click.echo(f"Nothing pending in {settings.landing_url}.")
+        return
+    for r in rows:
+        line = (
+            f"{r['status']:<17} {r['file']}  read={r['rows_read']} loaded={r['rows_loaded']} "
+            f"rejected={r['rows_rejected']} duplicate={r['rows_duplicate']}"
+        )
+        if r["first_error"]:
+            line += f"\n                  first error: {r['first_error']}"
+        click.echo(line)
+    totals = {k: sum(r[k] for r in rows) for k in ("rows_read", "rows_loaded", "rows_rejected", "rows_duplicate")}
+    click.echo(
+        f"{len(rows)} file(s): read={totals['rows_read']} loaded={totals['rows_loaded']} "
+        f"rejected={totals['rows_rejected']} duplicate={totals['rows_duplicate']}"
+    )
+    if failures:
+        for f in failures:
+            click.echo(f"error: {f}", err=True)
+        sys.exit(1)
+
+
+def _jsonable(value):
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, dt.timedelta):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+@main.command()
+@click.option("--warehouse", "warehouse", envvar="INGEST_WAREHOUSE_DIR", type=click.Path(file_okay=False), help="Warehouse folder [INGEST_WAREHOUSE_DIR, default data/warehouse]")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.argument("sql")
+def query(warehouse: str | None, fmt: str, sql: str) -> None:
+    """Run SQL with DuckDB over the warehouse tables (contacts, accounts,
+    contact_events, account_events, rejected_records, ingested_files)."""
+    import duckdb
+
+    from .warehouse import Warehouse
+
+    settings = Settings.from_env(warehouse_dir=warehouse)
+    con = Warehouse(settings.warehouse_dir).connect()
+    try:
+        cursor = con.execute(sql)
+    except duckdb.Error as exc:
+        raise click.ClickException(str(exc)) from exc
+    if cursor.description is None:
+        return
+    columns = [d[0] for d in cursor.description]
+    rows = cursor.fetchall()
+    if fmt == "json":
+        click.echo(json.dumps([{c: _jsonable(v) for c, v in zip(columns, row)} for row in rows], ensure_ascii=False))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([[_jsonable(v) if v is not None else "" for v in row] for row in rows])
+    else:
+        _print_table(columns, rows)
+
+
+def _print_table(columns: list[str], rows: list[tuple]) -> None:
+    def cell(v) -> str:
+        text = "NULL" if v is None else str(_jsonable(v))
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    click.echo(" | ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    click.echo("-+-".join("-" * w for w in widths))
+    for r in cells:
+        click.echo(" | ".join(v.ljust(w) for v, w in zip(r, widths)))
+    click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+if __name__ == "__main__":
+    main()

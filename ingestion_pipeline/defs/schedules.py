@@ -1,0 +1,37 @@
+"""The daily sweep: yesterday always, plus any day of the last week whose landed
+files the ledger does not record as done (new, or left `failed`)."""
+
+
+from datetime import date, timedelta
+
+import dagster as dg
+
+from ..pipeline import list_day_files, pending_by_partition
+from ..streams import STREAMS
+from .jobs import day_run_requests, ingest_job
+from .resources import IngestResource
+
+SWEEP_DAYS = 7
+
+
+@dg.schedule(
+    name="daily_sweep",
+    cron_schedule="15 0 * * *",
+    execution_timezone="UTC",
+    target=ingest_job,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Sweeps yesterday and re-requests failed or missing landing days of the last 7 days.",
+)
+def daily_sweep(context: dg.ScheduleEvaluationContext, ingest: IngestResource):
+    today = context.scheduled_execution_time.date()
+    yesterday = today - timedelta(days=1)
+    window = {today - timedelta(days=n) for n in range(1, SWEEP_DAYS + 1)}
+    store = ingest.store()
+    groups = {part: files for part, files in pending_by_partition(ingest.settings(), store).items() if part[1] in window}
+    for stream in STREAMS:
+        files = list_day_files(store, stream, yesterday)
+        if files and (stream, yesterday) not in groups:
+            groups[(stream, yesterday)] = files
+    if not groups:
+        return dg.SkipReason(f"No landed files on {yesterday} and nothing pending in the last {SWEEP_DAYS} days")
+    return day_run_requests(groups, key_prefix=f"sweep:{today.isoformat()}")

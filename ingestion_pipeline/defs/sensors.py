@@ -1,0 +1,65 @@
+"""`landing_sensor`: notices settled new file versions and requests one run per
+landing day. The ledger, not the cursor, decides what is new; the cursor only
+remembers the size/version of files seen unsettled on the previous tick."""
+
+
+import json
+import time
+from datetime import date
+
+import dagster as dg
+
+from ..landing import LandedFile
+from ..pipeline import pending_by_partition
+from .jobs import day_run_requests, ingest_job
+from .partitions import FIRST_LANDING_DAY
+from .resources import IngestResource
+
+
+def settled_groups(
+    groups: dict[tuple[str, date], list[LandedFile]],
+    previous: dict[str, list],
+    settle_seconds: float,
+    limit: int,
+    now: float,
+) -> tuple[dict[tuple[str, date], list[LandedFile]], dict[str, list], int]:
+    """(settled files by partition, unsettled files for the cursor, files held back)."""
+    settled: list[tuple[tuple[str, date], LandedFile]] = []
+    unsettled: dict[str, list] = {}
+    first_day = date.fromisoformat(FIRST_LANDING_DAY)
+    for part, files in groups.items():
+        for f in files:
+            stable = previous.get(f.path) == [f.size, f.version]
+            old_enough = now - f.landed_at.timestamp() >= settle_seconds
+            if (stable or old_enough) and f.landing_date >= first_day:
+                settled.append((part, f))
+            else:
+                unsettled[f.path] = [f.size, f.version]
+    settled.sort(key=lambda pf: (pf[1].landed_at, pf[1].path))
+    held_back = max(0, len(settled) - limit)
+    out: dict[tuple[str, date], list[LandedFile]] = {}
+    for part, f in settled[:limit]:
+        out.setdefault(part, []).append(f)
+    return out, unsettled, held_back
+
+
+@dg.sensor(
+    name="landing_sensor",
+    target=ingest_job,
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests one ingest run per landing day for settled files the ledger has not recorded.",
+)
+def landing_sensor(context: dg.SensorEvaluationContext, ingest: IngestResource):
+    previous = json.loads(context.cursor)["unsettled"] if context.cursor else {}
+    groups = pending_by_partition(ingest.settings(), ingest.store())
+    ready, unsettled, held_back = settled_groups(
+        groups, previous, ingest.settle_seconds, ingest.max_files_per_tick, time.time()
+    )
+    context.update_cursor(json.dumps({"unsettled": unsettled}, sort_keys=True))
+    if not ready:
+        waiting = f"; {len(unsettled)} file(s) still settling" if unsettled else ""
+        return dg.SkipReason(f"No new settled files in {ingest.landing_url}{waiting}")
+    if held_back:
+        context.log.info(f"{held_back} settled file(s) left for the next tick (max_files_per_tick={ingest.max_files_per_tick})")
+    return day_run_requests(ready, key_prefix="landing")

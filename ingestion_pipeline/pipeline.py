@@ -1,0 +1,371 @@
+"""Ingest without Dagster: one file, one landing day of a stream, one table.
+
+landing -> formats -> parse -> validate -> normalise -> merge -> warehouse, with the
+ledger written last. Dagster assets and the CLI call these functions.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+
+from . import merge
+from .formats import DecodedReader, FileRejected, detect_format, iter_records
+from .landing import LandedFile, LandingStore
+from .ledger import LOADED_STATUSES, read_ledger, write_segment
+from .parse import JsonParser
+from .settings import Settings
+from .streams import FEEDS, STREAMS, StreamSpec, feed_for_path, feeds_of_stream
+from .validate import Validator
+from .warehouse import LEDGER_SCHEMA, REJECTED_SCHEMA, UTC_TS, Warehouse, table_schema, write_parquet
+
+Log = Callable[[str], None]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class StagedFile:
+    """A file version's results, kept under _staging until its day is committed."""
+
+    dir: Path
+    row: dict
+
+    @property
+    def records(self) -> Path:
+        return self.dir / "records.parquet"
+
+    @property
+    def cells(self) -> Path:
+        return self.dir / "cells.parquet"
+
+    @property
+    def rejects(self) -> Path:
+        return self.dir / "rejects.parquet"
+
+    @classmethod
+    def load(cls, dir: Path) -> "StagedFile | None":
+        try:
+            row = json.loads((dir / "ledger.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        row["landed_at"] = datetime.fromisoformat(row["landed_at"])
+        row["processed_at"] = datetime.fromisoformat(row["processed_at"])
+        row["landing_date"] = date.fromisoformat(row["landing_date"])
+        return cls(dir, row)
+
+
+def _ledger_row(file: LandedFile, stream: str, fmt: str, run_id: str) -> dict:
+    return {
+        "file": file.path,
+        "stream": stream,
+        "format": fmt,
+        "size_bytes": file.size,
+        "landed_at": file.landed_at,
+        "status": "failed",
+        "rows_read": 0,
+        "rows_loaded": 0,
+        "rows_rejected": 0,
+        "rows_duplicate": 0,
+        "first_error": None,
+        "processed_at": _now(),
+        "run_id": run_id,
+        "file_version": file.version,
+        "file_id": file.file_id,
+        "sha256": None,
+        "landing_date": file.landing_date,
+        "schema_drift": None,
+    }
+
+
+def _first_error(rejects: pl.DataFrame) -> str | None:
+    if rejects.is_empty():
+        return None
+    line, field, rule, message = rejects.sort("line", nulls_last=False).row(0)[:4]
+    where = f"line {line}" if line is not None else "file"
+    if field:
+        where += f", field '{field}'"
+    return f"{where}: {rule}: {message}"
+
+
+def _output_columns(spec: StreamSpec) -> list[pl.Expr]:
+    cols = []
+    for f in spec.fields:
+        cols.append(pl.col(f"{f.name}__norm").alias(f.name))
+        if f.name == "email":
+            cols.append(pl.lit(None, pl.String).alias("account_id"))
+    return cols
+
+
+def stage_file(
+    store: LandingStore, file: LandedFile, settings: Settings, warehouse: Warehouse, run_id: str
+) -> StagedFile:
+    """Parse, validate and normalise one file version into its staging folder."""
+    feed = feed_for_path(file.path)
+    assert feed is not None, file.path
+    spec = feed.stream
+    final = warehouse.staging_dir(spec.name, file.landing_date.isoformat()) / file.file_id
+    work = final.with_name(f".{file.file_id}.{uuid.uuid4().hex}.tmp")
+    work.mkdir(parents=True)
+    row = _ledger_row(file, spec.name, "unknown", run_id)
+    reject_parts: list[pl.DataFrame] = []
+    record_parts: list[Path] = []
+    drift: set[str] = set()
+    parser = JsonParser(spec)
+    validator = Validator(spec)
+    rows_read = 0
+    try:
+        try:
+            fmt = detect_format(file.path)
+            row["format"] = fmt.label
+            with store.open(file) as raw:
+                reader = DecodedReader(raw, fmt, settings, file.path)
+                try:
+                    for lines in iter_records(reader, fmt, settings, file.path, spec.name):
+                        rows_read += lines.height
+                        parsed = parser.parse(lines)
+                        valid, rejects = validator.validate(parsed, file.landed_at)
+                        reject_parts.append(rejects)
+                        if valid.height:
+                            drift.update(valid["drift"].explode().drop_nulls().to_list())
+                            part = work / f"records-{len(record_parts):05d}.parquet"
+                            valid.select(
+                                *_output_columns(spec),
+                                _source_file=pl.lit(file.path),
+                                _source_line="line",
+                                _landed_at="_landed_at",
+                            ).write_parquet(part)
+                            record_parts.append(part)
+                finally:
+                    row["sha256"] = reader.sha256()
+            if rows_read == 0:
+                raise FileRejected("empty_file", f"{file.path}: file has no records")
+        except FileRejected as exc:
+            rows_read = 0
+            record_parts = []
+            reject_parts = [
+                pl.DataFrame(
+                    {"line": [None], "field": [None], "rule": [exc.rule], "message": [exc.message], "raw": [None]},
+                    schema={"line": pl.Int64, "field": pl.String, "rule": pl.String, "message": pl.String, "raw": pl.String},
+                )
+            ]
+        rejects = pl.concat(reject_parts).sort("line", nulls_last=False)
+        rows_rejected = rejects.filter(pl.col("line").is_not_null()).height
+        records = (
+            pl.concat([pl.read_parquet(p) for p in record_parts])
+            if record_parts
+            else pl.DataFrame(schema=table_schema_batch(spec))
+        )
+        valid_count = records.height
+        if spec.kind == "event":
+            records = merge.dedupe_within_file(records, spec.key)
+        records.write_parquet(work / "records.parquet")
+        if spec.kind == "entity":
+            cells = parser.property_cells(records.select(pl.col("_source_line").alias("line"), "properties"))
+            cells = cells.join(
+                records.select(spec.key, pl.col("_source_line").alias("line"), "_landed_at", "_source_file"),
+                on="line",
+            ).select(spec.key, "_landed_at", "_source_file", pl.col("line").alias("_source_line"), pl.col("key").alias("prop"), "value")
+            cells.write_parquet(work / "cells.parquet")
+        for p in record_parts:
+            p.unlink()
+        rejects.select(
+            file=pl.lit(file.path),
+            line="line",
+            stream=pl.lit(spec.name),
+            field="field",
+            rule="rule",
+            message="message",
+            raw="raw",
+            landed_at=pl.lit(file.landed_at, UTC_TS),
+        ).cast(REJECTED_SCHEMA).write_parquet(work / "rejects.parquet")
+        row.update(
+            rows_read=rows_read,
+            rows_loaded=records.height,
+            rows_rejected=rows_rejected,
+            rows_duplicate=valid_count - records.height,
+            first_error=_first_error(rejects),
+            schema_drift=",".join(sorted(drift)) or None,
+        )
+        if records.height == 0:
+            row["status"] = "rejected"
+        elif rows_rejected:
+            row["status"] = "partially_loaded"
+        else:
+            row["status"] = "loaded"
+    except Exception as exc:  # the pipeline itself broke: recorded, retried next run
+        row.update(status="failed", first_error=f"{type(exc).__name__}: {exc}", rows_read=0)
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        raise_later = exc
+    else:
+        raise_later = None
+    finally:
+        parser.close()
+    (work / "ledger.json").write_text(json.dumps(row, default=str))
+    if final.exists():
+        shutil.rmtree(final)
+    work.rename(final)
+    staged = StagedFile.load(final)
+    assert staged is not None
+    if raise_later is not None:
+        staged.row["_exception"] = raise_later
+    return staged
+
+
+def table_schema_batch(spec: StreamSpec) -> dict[str, pl.DataType]:
+    schema = table_schema(spec)
+    schema.pop("first_seen_at", None)
+    schema.pop("updated_at", None)
+    return schema
+
+
+def list_day_files(store: LandingStore, stream: str, day: date) -> list[LandedFile]:
+    files = [f for feed in feeds_of_stream(stream) for f in store.list_files(feed.folder) if f.landing_date == day]
+    return sorted(files, key=lambda f: (f.landed_at, f.path))
+
+
+@dataclass
+class PartitionReport:
+    stream: str
+    day: date
+    files: list[dict]  # ledger rows, in version order
+    errors: list[str]
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(r["rows_loaded"] for r in self.files)
+
+
+def ingest_partition(
+    settings: Settings,
+    store: LandingStore,
+    stream: str,
+    day: date,
+    run_id: str,
+    reprocess: bool = False,
+    log: Log = lambda msg: None,
+) -> PartitionReport:
+    """Stage every file of one landing day, then commit the day's batch, rejected
+    records and ledger segment (ledger last). Re-running gives the same outputs."""
+    warehouse = Warehouse(settings.warehouse_dir)
+    warehouse.ensure_layout()
+    spec = STREAMS[stream]
+    stage_root = warehouse.staging_dir(stream, day.isoformat())
+    listed = {f.file_id: f for f in list_day_files(store, stream, day)}
+    staged: dict[str, StagedFile] = {}
+    if stage_root.exists():
+        for d in stage_root.iterdir():
+            if not d.name.startswith(".") and (s := StagedFile.load(d)) is not None:
+                staged[d.name] = s
+    errors: list[str] = []
+    for i, (file_id, file) in enumerate(sorted(listed.items(), key=lambda kv: (kv[1].landed_at, kv[1].path))):
+        current = staged.get(file_id)
+        if current is None or reprocess or current.row["status"] == "failed":
+            log(f"[{i + 1}/{len(listed)}] staging {file.path} ({file.size} bytes)")
+            current = stage_file(store, file, settings, warehouse, run_id)
+            staged[file_id] = current
+        exc = current.row.pop("_exception", None)
+        if exc is not None:
+            errors.append(f"{file.path}: {current.row['first_error']}")
+    ordered = sorted(staged.values(), key=lambda s: (s.row["landed_at"], s.row["file"]))
+    with warehouse.lock():
+        prior = read_ledger(warehouse, ["file_id", "sha256", "status", "landed_at", "file", "stream", "landing_date"]).filter(
+            ~((pl.col("stream") == stream) & (pl.col("landing_date") == day))
+        )
+        originals = {
+            sha: (landed, path)
+            for sha, landed, path in prior.filter(pl.col("status").is_in(LOADED_STATUSES))
+            .select("sha256", "landed_at", "file")
+            .iter_rows()
+        }
+        rows, loaded = [], []
+        for s in ordered:
+            row = dict(s.row)
+            sha = row["sha256"]
+            original = originals.get(sha) if sha else None
+            if original and (original[0], original[1]) < (row["landed_at"], row["file"]) and row["status"] in LOADED_STATUSES:
+                row.update(
+                    status="skipped_duplicate",
+                    rows_read=0,
+                    rows_loaded=0,
+                    rows_rejected=0,
+                    rows_duplicate=0,
+                    first_error=f"same content (sha256 {sha[:12]}) as already loaded {original[1]}",
+                )
+            elif row["status"] in LOADED_STATUSES:
+                originals.setdefault(sha, (row["landed_at"], row["file"]))
+                loaded.append(s)
+            rows.append(row)
+        batch_dir = warehouse.batch_dir(stream, day.isoformat())
+        kept = [s for s, r in zip(ordered, rows) if r["status"] != "skipped_duplicate"]
+        _write_concat([s.records for s in loaded], batch_dir / "records.parquet", table_schema_batch(spec))
+        if spec.kind == "entity":
+            _write_concat([s.cells for s in loaded], batch_dir / "cells.parquet", None)
+        _write_concat(
+            [s.rejects for s in kept], warehouse.segment_path("rejected_records", stream, day.isoformat()), REJECTED_SCHEMA
+        )
+        write_segment(warehouse, stream, day, rows)
+    return PartitionReport(stream, day, rows, errors)
+
+
+def _write_concat(parts: list[Path], path: Path, schema: dict | None) -> None:
+    existing = [p for p in parts if p.exists()]
+    if existing:
+        frame = pl.concat([pl.read_parquet(p) for p in existing], how="diagonal_relaxed")
+    elif schema is not None:
+        frame = pl.DataFrame(schema=schema)
+    else:
+        if path.exists():
+            path.unlink()
+        return
+    write_parquet(frame, path)
+
+
+def build_table(settings: Settings, stream: str) -> pl.DataFrame:
+    """Rebuild a current-state table from every committed day batch of its stream."""
+    warehouse = Warehouse(settings.warehouse_dir)
+    warehouse.ensure_layout()
+    spec = STREAMS[stream]
+    schema = table_schema(spec)
+    record_files = sorted(glob.glob(warehouse.batch_glob(stream, "records.parquet")))
+    with warehouse.lock():
+        if not record_files:
+            table = pl.DataFrame(schema=schema)
+        elif spec.kind == "event":
+            table = merge.current_events(pl.scan_parquet(record_files), spec.key).collect()
+        else:
+            cell_files = sorted(glob.glob(warehouse.batch_glob(stream, "cells.parquet")))
+            cells = (
+                pl.scan_parquet(cell_files)
+                if cell_files
+                else pl.LazyFrame(schema={spec.key: pl.String, "_landed_at": UTC_TS, "_source_file": pl.String, "_source_line": pl.Int64, "prop": pl.String, "value": pl.String})
+            )
+            table = merge.current_entities(pl.scan_parquet(record_files), cells, spec.key).collect()
+        table = table.select(list(schema)).cast(schema)
+        write_parquet(table, warehouse.table_path(spec.table))
+    return table
+
+
+def pending_by_partition(settings: Settings, store: LandingStore) -> dict[tuple[str, date], list[LandedFile]]:
+    """Files the ledger has not recorded as done, grouped by (stream, landing day)."""
+    from .ledger import pending_files
+
+    warehouse = Warehouse(settings.warehouse_dir)
+    listed = [f for feed in FEEDS.values() for f in store.list_files(feed.folder)]
+    groups: dict[tuple[str, date], list[LandedFile]] = {}
+    for f in pending_files(warehouse, listed):
+        feed = feed_for_path(f.path)
+        if feed is not None:
+            groups.setdefault((feed.stream.name, f.landing_date), []).append(f)
+    return groups

@@ -1,0 +1,165 @@
+"""The warehouse: Parquet tables under one root, atomic writes, a write lock, and
+DuckDB views named after the tables (SPEC section 3)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import polars as pl
+
+from .streams import STREAMS, StreamSpec
+
+UTC_TS = pl.Datetime("us", "UTC")
+LINEAGE = {"_source_file": pl.String, "_source_line": pl.Int64, "_landed_at": UTC_TS}
+
+LEDGER_SCHEMA = {
+    "file": pl.String,
+    "stream": pl.String,
+    "format": pl.String,
+    "size_bytes": pl.Int64,
+    "landed_at": UTC_TS,
+    "status": pl.String,
+    "rows_read": pl.Int64,
+    "rows_loaded": pl.Int64,
+    "rows_rejected": pl.Int64,
+    "rows_duplicate": pl.Int64,
+    "first_error": pl.String,
+    "processed_at": UTC_TS,
+    "run_id": pl.String,
+    "file_version": pl.String,
+    "file_id": pl.String,
+    "sha256": pl.String,
+    "landing_date": pl.Date,
+    "schema_drift": pl.String,
+}
+REJECTED_SCHEMA = {
+    "file": pl.String,
+    "line": pl.Int64,
+    "stream": pl.String,
+    "field": pl.String,
+    "rule": pl.String,
+    "message": pl.String,
+    "raw": pl.String,
+    "landed_at": UTC_TS,
+}
+
+
+def table_schema(spec: StreamSpec) -> dict[str, pl.DataType]:
+    cols: dict[str, pl.DataType] = {}
+    for f in spec.fields:
+        cols[f.name] = UTC_TS if f.kind == "timestamp" else pl.String
+        if f.name == "email":
+            cols["account_id"] = pl.String
+    if spec.kind == "entity":
+        cols["first_seen_at"] = UTC_TS
+        cols["updated_at"] = UTC_TS
+    return {**cols, **LINEAGE}
+
+
+def _atomic_path(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit(tmp: Path, path: Path) -> None:
+    """fsync the temp file, rename it over the target, fsync the folder."""
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def write_parquet(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
+    """Atomic: a reader sees the old file or the new one, never half of one."""
+    tmp = _atomic_path(path)
+    try:
+        if isinstance(frame, pl.LazyFrame):
+            frame.sink_parquet(tmp, compression="zstd", row_group_size=256_000)
+        else:
+            frame.write_parquet(tmp, compression="zstd", row_group_size=256_000, statistics=True)
+        commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(text: str, path: Path) -> None:
+    tmp = _atomic_path(path)
+    try:
+        tmp.write_text(text)
+        commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class Warehouse:
+    """Paths of every table and working area under the warehouse root."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # current-state tables: <root>/<table>/data.parquet
+    def table_path(self, table: str) -> Path:
+        return self.root / table / "data.parquet"
+
+    # per-partition segments: <root>/<table>/<stream>/<day>.parquet
+    def segment_path(self, table: str, stream: str, day: str) -> Path:
+        return self.root / table / stream / f"{day}.parquet"
+
+    def batch_dir(self, stream: str, day: str) -> Path:
+        return self.root / "_batches" / stream / day
+
+    def batch_glob(self, stream: str, name: str) -> str:
+        return str(self.root / "_batches" / stream / "*" / name)
+
+    def staging_dir(self, stream: str, day: str) -> Path:
+        return self.root / "_staging" / stream / day
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Serialises commits to the tables and the ledger across processes."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def table_schemas(self) -> dict[str, dict[str, pl.DataType]]:
+        schemas = {spec.table: table_schema(spec) for spec in STREAMS.values()}
+        schemas["rejected_records"] = REJECTED_SCHEMA
+        schemas["ingested_files"] = LEDGER_SCHEMA
+        return schemas
+
+    def ensure_layout(self) -> None:
+        """Every table exists (with 0 rows) so its view can always be queried."""
+        for table, schema in self.table_schemas().items():
+            marker = self.root / table / "_schema.parquet"
+            if not marker.exists():
+                write_parquet(pl.DataFrame(schema=schema), marker)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB with one view per table."""
+        self.ensure_layout()
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        for table in self.table_schemas():
+            pattern = str(self.root / table / "**" / "*.parquet").replace("'", "''")
+            con.execute(
+                f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)"
+            )
+        return con
