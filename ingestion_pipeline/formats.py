@@ -16,6 +16,7 @@ from typing import BinaryIO, Iterator
 
 import duckdb
 import isal.igzip
+from isal.igzip_lib import IsalError
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -99,7 +100,7 @@ class DecodedReader:
     def read(self, n: int) -> bytes:
         try:
             data = self._stream.read(n)
-        except (EOFError, OSError, zlib.error, isal.igzip.BadGzipFile) as exc:
+        except (EOFError, OSError, zlib.error, IsalError) as exc:
             raise FileRejected(
                 "corrupt_gzip", f"{self._path}: gzip stream is corrupt or truncated after {self.decoded} decoded bytes ({exc})"
             ) from exc

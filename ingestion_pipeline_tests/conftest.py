@@ -1,0 +1,74 @@
+"""Shared fixtures: a real landing folder and warehouse in tmp_path."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from ingestion_pipeline.landing import LocalLandingStore
+from ingestion_pipeline.settings import Settings
+from ingestion_pipeline.warehouse import Warehouse
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+class Landing:
+    """Writes files into a landing folder with a chosen mtime (= landed_at)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.store = LocalLandingStore(root)
+
+    def put(self, rel: str, content: str | bytes | list, landed_at: datetime) -> Path:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, list):
+            content = "".join(json.dumps(r) + "\n" if not isinstance(r, str) else r + "\n" for r in content)
+        data = content.encode() if isinstance(content, str) else content
+        if rel.endswith((".gz", ".gzip")) and not data.startswith(b"\x1f\x8b"):
+            data = gzip.compress(data, mtime=0)
+        path.write_bytes(data)
+        ts = landed_at.timestamp()
+        os.utime(path, (ts, ts))
+        return path
+
+
+@pytest.fixture
+def landing(tmp_path) -> Landing:
+    return Landing(tmp_path / "landing")
+
+
+@pytest.fixture
+def settings(tmp_path, landing) -> Settings:
+    return Settings(landing_url=str(landing.root), warehouse_dir=tmp_path / "warehouse")
+
+
+@pytest.fixture
+def warehouse(settings) -> Warehouse:
+    return Warehouse(settings.warehouse_dir)
+
+
+def contact(cid, email, props=None, **extra) -> dict:
+    return {"contact_id": cid, "email": email, "contact_properties": props if props is not None else {}, **extra}
+
+
+def event(eid, cid, name="login", ts="2026-11-20T10:00:00Z", props=None, **extra) -> dict:
+    return {
+        "event_id": eid,
+        "contact_id": cid,
+        "event": name,
+        "event_timestamp": ts,
+        "event_properties": props if props is not None else {},
+        **extra,
+    }
+
+
+DAY1 = date(2026, 11, 20)
+DAY2 = date(2026, 11, 21)

@@ -1,0 +1,65 @@
+"""`ingestion-pipeline ingest` and `query` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from ingestion_pipeline.cli import main
+
+from .conftest import contact, event, utc
+
+
+def test_ingest_prints_a_per_file_summary_and_query_answers_in_json(settings, landing, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    landing.put("contact/a.jsonl", [contact("c1", " A@X.io", {"plan": "pro"}), "{oops"], utc(2026, 11, 20, 8))
+    landing.put("contact_event/e.jsonl", [event("e1", "c1", ts="2026-11-20T10:00:00+02:00")], utc(2026, 11, 20, 9))
+    runner = CliRunner()
+    args = ["--landing", str(landing.root), "--warehouse", str(settings.warehouse_dir)]
+    result = runner.invoke(main, ["ingest", *args])
+    assert result.exit_code == 0, result.output
+    assert "partially_loaded  contact/a.jsonl  read=2 loaded=1 rejected=1 duplicate=0" in result.output
+    assert "first error: line 2: invalid_json: record is not valid JSON" in result.output
+    assert "loaded            contact_event/e.jsonl  read=1 loaded=1 rejected=0 duplicate=0" in result.output
+    assert "2 file(s): read=3 loaded=2 rejected=1 duplicate=0" in result.output
+
+    again = runner.invoke(main, ["ingest", *args])
+    assert again.exit_code == 0
+    assert "Nothing pending" in again.output
+
+    wh = ["--warehouse", str(settings.warehouse_dir)]
+    out = runner.invoke(main, ["query", *wh, "--format", "json", "select contact_id, email, properties, _landed_at from contacts"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output) == [
+        {"contact_id": "c1", "email": "a@x.io", "properties": '{"plan":"pro"}', "_landed_at": "2026-11-20T08:00:00+00:00"}
+    ]
+    out = runner.invoke(main, ["query", *wh, "--format", "json", "select event_timestamp from contact_events"])
+    assert json.loads(out.output) == [{"event_timestamp": "2026-11-20T08:00:00+00:00"}]
+    out = runner.invoke(main, ["query", *wh, "--format", "csv", "select file, status from ingested_files order by file"])
+    assert out.output == "file,status\ncontact/a.jsonl,partially_loaded\ncontact_event/e.jsonl,loaded\n"
+    out = runner.invoke(main, ["query", *wh, "select count(*) as n from contacts"])
+    assert out.output.splitlines() == ["n", "-", "1", "(1 row)"]
+
+
+def test_query_reports_sql_errors_without_a_traceback(settings):
+    result = CliRunner().invoke(main, ["query", "--warehouse", str(settings.warehouse_dir), "select * from nope"])
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "nope" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_console_script_runs_ingest_on_an_empty_landing(tmp_path):
+    exe = Path(sys.executable).with_name("ingestion-pipeline")
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    (tmp_path / "landing").mkdir()
+    proc = subprocess.run(
+        [str(exe), "ingest", "--landing", str(tmp_path / "landing"), "--warehouse", str(tmp_path / "wh")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"Nothing pending in {tmp_path / 'landing'}."

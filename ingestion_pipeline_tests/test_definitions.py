@@ -1,0 +1,159 @@
+"""The Dagster layer on a real temporary instance: sensor -> runs -> tables."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pytest
+
+from ingestion_pipeline.definitions import build_definitions, defs
+from ingestion_pipeline.defs.resources import IngestResource
+from ingestion_pipeline.defs.schedules import daily_sweep
+from ingestion_pipeline.defs.sensors import landing_sensor
+
+from .conftest import contact, event, utc
+
+
+@pytest.fixture
+def instance(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst
+
+
+@pytest.fixture
+def ingest(settings) -> IngestResource:
+    return IngestResource(landing_url=settings.landing_url, warehouse_dir=str(settings.warehouse_dir), settle_seconds=5)
+
+
+def test_definitions_load_with_every_asset_check_sensor_and_schedule():
+    dg.Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert keys == {
+        "contact_batch", "account_batch", "contact_event_batch", "account_event_batch",
+        "contacts", "accounts", "contact_events", "account_events",
+    }
+    assert defs.get_sensor_def("landing_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.get_schedule_def("daily_sweep").default_status == dg.DefaultScheduleStatus.RUNNING
+    check_names = {k.name for k in repo.asset_graph.asset_check_keys}
+    assert check_names == {"files_reconcile", "unique_key", "no_failed_files"}
+
+
+def evaluate_sensor(instance, definitions, cursor=None):
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=definitions, resources=definitions.resources
+    )
+    data = landing_sensor.evaluate_tick(context)
+    return data
+
+
+def execute(definitions, instance, request, run_config=None):
+    job = definitions.resolve_job_def("ingest_job")
+    return job.execute_in_process(
+        partition_key=request.partition_key,
+        asset_selection=request.asset_selection,
+        instance=instance,
+        tags=request.tags,
+        run_config=run_config,
+    )
+
+
+def snapshot(ingest):
+    con = ingest.warehouse().connect()
+    tables = ["contacts", "contact_events", "rejected_records"]
+    out = {t: con.sql(f"select * from {t} order by all").fetchall() for t in tables}
+    out["ingested_files"] = con.sql(
+        "select * exclude (processed_at, run_id) from ingested_files order by file"
+    ).fetchall()
+    return out
+
+
+def test_sensor_requests_one_run_per_landing_day_and_runs_build_the_tables(instance, landing, ingest):
+    landing.put("contact/2026/11/20/a.jsonl", [contact("c1", "a@x.io", {"p": 1})], utc(2026, 11, 20, 9))
+    landing.put("contact_event/e.jsonl.gz", [event("e1", "c1"), "bad line"], utc(2026, 11, 20, 10))
+    landing.put("contact/b.jsonl", [contact("c1", "a@x.io", {"q": 2})], utc(2026, 11, 21, 9))
+    definitions = build_definitions(ingest)
+
+    tick = evaluate_sensor(instance, definitions)
+    requests = sorted(tick.run_requests, key=lambda r: r.partition_key)
+    assert [r.partition_key for r in requests] == ["2026-11-20", "2026-11-21"]
+    assert sorted(k.to_user_string() for k in requests[0].asset_selection) == [
+        "contact_batch", "contact_event_batch", "contact_events", "contacts",
+    ]
+    assert sorted(k.to_user_string() for k in requests[1].asset_selection) == ["contact_batch", "contacts"]
+    # The same pending files always give the same run keys.
+    again = evaluate_sensor(instance, definitions)
+    assert sorted(r.run_key for r in again.run_requests) == sorted(r.run_key for r in requests)
+
+    for request in requests:
+        result = execute(definitions, instance, request)
+        assert result.success
+
+    con = ingest.warehouse().connect()
+    assert con.sql("select contact_id, email, properties from contacts").fetchall() == [("c1", "a@x.io", '{"p":1,"q":2}')]
+    assert con.sql("select event_id, event from contact_events").fetchall() == [("e1", "login")]
+    assert con.sql("select file, line, rule from rejected_records").fetchall() == [("contact_event/e.jsonl.gz", 2, "invalid_json")]
+
+    materialization = instance.get_latest_materialization_event(dg.AssetKey("contact_event_batch")).asset_materialization
+    assert materialization.partition == "2026-11-20"
+    assert materialization.metadata["dagster/row_count"].value == 1
+    assert materialization.metadata["rows_rejected"].value == 1
+    table_mat = instance.get_latest_materialization_event(dg.AssetKey("contacts")).asset_materialization
+    assert table_mat.metadata["dagster/row_count"].value == 1
+    assert "c1" in table_mat.metadata["preview"].value
+
+    # Nothing new: the sensor skips.
+    skipped = evaluate_sensor(instance, definitions)
+    assert not skipped.run_requests
+    assert "No new settled files" in skipped.skip_message
+
+    # Re-materialising an old partition from the UI (no config) changes nothing.
+    before = snapshot(ingest)
+    result = execute(definitions, instance, requests[0])
+    assert result.success
+    assert snapshot(ingest) == before
+    result = execute(definitions, instance, requests[0], run_config={"ops": {"contact_batch": {"config": {"reprocess": True}}}})
+    assert result.success
+    assert snapshot(ingest) == before
+
+
+def test_sensor_waits_until_a_file_has_settled(instance, landing, ingest):
+    now = datetime.now(timezone.utc)
+    landing.put("contact/fresh.jsonl", [contact("c1", "a@x.io")], now)
+    definitions = build_definitions(ingest)
+    first = evaluate_sensor(instance, definitions)
+    assert not first.run_requests
+    assert "1 file(s) still settling" in first.skip_message
+    cursor = json.loads(first.cursor)
+    assert list(cursor["unsettled"]) == ["contact/fresh.jsonl"]
+    # Unchanged since the previous tick: settled.
+    second = evaluate_sensor(instance, definitions, cursor=first.cursor)
+    assert [r.partition_key for r in second.run_requests] == [now.date().isoformat()]
+
+
+def test_sensor_caps_files_per_tick_oldest_first(instance, landing, settings):
+    for i in range(5):
+        landing.put(f"contact/f{i}.jsonl", [contact(f"c{i}", "a@x.io")], utc(2026, 11, 10 + i))
+    ingest = IngestResource(landing_url=settings.landing_url, warehouse_dir=str(settings.warehouse_dir), max_files_per_tick=2)
+    tick = evaluate_sensor(instance, build_definitions(ingest))
+    assert sorted(r.partition_key for r in tick.run_requests) == ["2026-11-10", "2026-11-11"]
+
+
+def test_daily_sweep_requests_yesterday_and_pending_days_of_the_last_week(instance, landing, ingest):
+    landing.put("contact/y.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 22, 5))
+    landing.put("contact_event/old.jsonl", [event("e1", "c1")], utc(2026, 11, 18, 5))
+    landing.put("contact_event/too-old.jsonl", [event("e2", "c1")], utc(2026, 11, 1, 5))
+    definitions = build_definitions(ingest)
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=datetime(2026, 11, 23, 0, 15, tzinfo=timezone.utc),
+        repository_def=definitions.get_repository_def(),
+        resources=definitions.resources,
+    )
+    data = daily_sweep.evaluate_tick(context)
+    assert sorted(r.partition_key for r in data.run_requests) == ["2026-11-18", "2026-11-22"]
