@@ -25,6 +25,7 @@ from .settings import Settings
 
 COMPRESSION_SUFFIXES = (".gz", ".gzip")
 RAW_PREVIEW_CHARS = 2000
+UTF8_BOM = b"\xef\xbb\xbf"
 LINE_SCHEMA = {"line": pl.Int64, "raw": pl.String, "error": pl.String, "message": pl.String}
 
 
@@ -213,7 +214,7 @@ def iter_line_batches(reader: DecodedReader, settings: Settings, head: bytes = b
             line_no += len(ends)
 
 
-def iter_document_records(doc: bytes, path: str, stream: str) -> pl.DataFrame | None:
+def iter_document_records(doc: bytes, path: str, stream: str, max_record_bytes: int) -> pl.DataFrame | None:
     """Records of a `.json` document (an array, or the upload payload
     {"stream": ..., "data": [...]}), or None when the text is JSON lines instead."""
     text = _decode_or_none(doc)
@@ -248,19 +249,28 @@ def iter_document_records(doc: bytes, path: str, stream: str) -> pl.DataFrame | 
         ).pl()
     finally:
         con.close()
-    return records.with_columns(error=pl.lit(None, pl.String), message=pl.lit(None, pl.String)).cast(LINE_SCHEMA)
+    size = pl.col("raw").str.len_bytes()
+    too_large = size > max_record_bytes
+    return records.select(
+        "line",
+        raw=pl.when(too_large).then(pl.col("raw").str.slice(0, RAW_PREVIEW_CHARS)).otherwise("raw"),
+        error=pl.when(too_large).then(pl.lit("record_too_large")),
+        message=pl.when(too_large).then(
+            pl.format("record of {} bytes exceeds the limit of {} bytes (INGEST_MAX_RECORD_BYTES)", size, pl.lit(max_record_bytes))
+        ),
+    ).cast(LINE_SCHEMA)
 
 
 def iter_records(reader: DecodedReader, fmt: FileFormat, settings: Settings, path: str, stream: str) -> Iterator[pl.DataFrame]:
-    """Batches of raw records of a file, whatever its format."""
+    """Batches of raw records of a file, whatever its format. A leading UTF-8
+    byte-order mark is not part of the first record."""
     if fmt.name == "csv":
         raise FileRejected("unsupported_format", f"{path}: CSV files are not supported yet")
-    head = b""
-    if fmt.name == "json":
-        head = reader.read(settings.max_document_bytes + 1)
-        if len(head) <= settings.max_document_bytes:
-            records = iter_document_records(head, path, stream)
-            if records is not None:
-                yield records
-                return
+    head = reader.read(settings.max_document_bytes + 1 if fmt.name == "json" else len(UTF8_BOM))
+    head = head.removeprefix(UTF8_BOM)
+    if fmt.name == "json" and len(head) <= settings.max_document_bytes:
+        records = iter_document_records(head, path, stream, settings.max_record_bytes)
+        if records is not None:
+            yield records
+            return
     yield from iter_line_batches(reader, settings, head=head)

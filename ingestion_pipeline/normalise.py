@@ -49,7 +49,11 @@ def is_junk_identifier(value: pl.Expr) -> pl.Expr:
 
 
 def _iso(value: pl.Expr) -> pl.Expr:
-    iso = value.str.replace(r"^(\d{4}-\d\d-\d\d)[ tT]", "${1}T").str.replace(r"[zZ]$", "+00:00")
+    iso = (
+        value.str.replace(r"^(\d{4}-\d\d-\d\d)[ tT]", "${1}T")
+        .str.replace(r"[zZ]$", "+00:00")
+        .str.replace(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?[+-]\d\d)$", "${1}:00")
+    )
     parse = iso.str.to_datetime
     return pl.coalesce(
         parse("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_zone="UTC", time_unit="us"),

@@ -154,6 +154,18 @@ def test_gzip_suffix_dot_gzip_is_decoded(tmp_path):
     assert _rows(_read_all(tmp_path, "a.ndjson.gzip", data)) == [(1, '{"a":1}', None)]
 
 
+def test_multi_member_gzip_is_read_as_one_stream(tmp_path):
+    data = gzip.compress(b'{"a":1}\n') + gzip.compress(b'\n{"b":2}\n')
+    assert _rows(_read_all(tmp_path, "a.jsonl.gz", data)) == [(1, '{"a":1}', None), (3, '{"b":2}', None)]
+
+
+def test_utf8_byte_order_mark_is_not_part_of_the_first_record(tmp_path):
+    # Spec is silent; Snowpipe (SKIP_BYTE_ORDER_MARK = TRUE) and most JSON-lines
+    # readers drop a leading UTF-8 BOM, otherwise line 1 fails as invalid JSON.
+    data = b'\xef\xbb\xbf{"a":1}\n{"b":2}\n'
+    assert _rows(_read_all(tmp_path, "a.jsonl", data)) == [(1, '{"a":1}', None), (2, '{"b":2}', None)]
+
+
 # --- record size limit ---------------------------------------------------------
 
 BIG = b'{"x":"' + b"y" * 100 + b'"}'  # 108 bytes
