@@ -11,7 +11,7 @@ import polars as pl
 VERSION = ["_landed_at", "_source_file", "_source_line"]
 
 
-def dedupe_within_file(records: pl.DataFrame, key: str) -> pl.DataFrame:
+def dedupe_within_file(records: pl.FrameType, key: str) -> pl.FrameType:
     """Events: within one file the first occurrence of an event_id is kept."""
     return records.sort("_source_line").unique(subset=key, keep="first", maintain_order=True)
 

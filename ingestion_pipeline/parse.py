@@ -8,6 +8,7 @@ JSON text) runs in DuckDB's vectorised JSON functions; everything after is polar
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -124,10 +125,15 @@ class JsonParser:
             .drop("merged")
         )
 
-    def property_cells(self, records: pl.DataFrame, column: str = "properties") -> pl.DataFrame:
-        """(line, key, value) for every key of each record's properties object; `key`
-        is JSON-encoded and `value` is JSON text (`null` marks a removed key)."""
-        return self.con.sql(
-            f"SELECT r.line, to_json(e.key)::VARCHAR AS key, e.value::VARCHAR AS value "
-            f"FROM records r, json_each(r.{column}) e"
-        ).pl()
+    def write_property_cells(self, records: Path, out: Path, key: str) -> None:
+        """One row per (record, property key), streamed from the records file to
+        `out`: key, version columns, `prop` (JSON-encoded key), `value` (JSON text;
+        `null` marks a removed key)."""
+        src = str(records).replace("'", "''")
+        dst = str(out).replace("'", "''")
+        self.con.execute(
+            f"COPY (SELECT r.{key}, r._landed_at, r._source_file, r._source_line, "
+            f"to_json(e.key)::VARCHAR AS prop, e.value::VARCHAR AS value "
+            f"FROM read_parquet('{src}') r, json_each(r.properties) e) "
+            f"TO '{dst}' (FORMAT parquet, COMPRESSION zstd)"
+        )

@@ -118,12 +118,13 @@ def stage_file(
     work = final.with_name(f".{file.file_id}.{uuid.uuid4().hex}.tmp")
     work.mkdir(parents=True)
     row = _ledger_row(file, spec.name, "unknown", run_id)
-    reject_parts: list[pl.DataFrame] = []
+    reject_parts: list[Path] = []
     record_parts: list[Path] = []
     drift: set[str] = set()
     parser = JsonParser(spec)
     validator = Validator(spec)
-    rows_read = 0
+    rows_read = valid_count = rows_rejected = 0
+    first_error: str | None = None
     try:
         try:
             fmt = detect_format(file.path)
@@ -133,71 +134,60 @@ def stage_file(
                 try:
                     for lines in iter_records(reader, fmt, settings, file.path, spec.name):
                         rows_read += lines.height
-                        parsed = parser.parse(lines)
-                        valid, rejects = validator.validate(parsed, file.landed_at)
-                        reject_parts.append(rejects)
+                        valid, rejects = validator.validate(parser.parse(lines), file.landed_at)
+                        if rejects.height:
+                            rejects = rejects.sort("line")
+                            first_error = first_error or _first_error(rejects)
+                            rows_rejected += rejects.height
+                            reject_parts.append(_write_part(_reject_rows(rejects, file, spec), work, "rejects", len(reject_parts)))
                         if valid.height:
+                            valid_count += valid.height
                             drift.update(valid["drift"].explode().drop_nulls().to_list())
-                            part = work / f"records-{len(record_parts):05d}.parquet"
-                            valid.select(
+                            out = valid.select(
                                 *_output_columns(spec),
                                 _source_file=pl.lit(file.path),
                                 _source_line="line",
                                 _landed_at="_landed_at",
-                            ).write_parquet(part)
-                            record_parts.append(part)
+                            )
+                            record_parts.append(_write_part(out, work, "records", len(record_parts)))
                 finally:
                     row["sha256"] = reader.sha256()
             if rows_read == 0:
                 raise FileRejected("empty_file", f"{file.path}: file has no records")
         except FileRejected as exc:
-            rows_read = 0
+            for part in record_parts + reject_parts:
+                part.unlink()
+            rows_read = valid_count = rows_rejected = 0
             record_parts = []
-            reject_parts = [
-                pl.DataFrame(
-                    {"line": [None], "field": [None], "rule": [exc.rule], "message": [exc.message], "raw": [None]},
-                    schema={"line": pl.Int64, "field": pl.String, "rule": pl.String, "message": pl.String, "raw": pl.String},
-                )
-            ]
-        rejects = pl.concat(reject_parts).sort("line", nulls_last=False)
-        rows_rejected = rejects.filter(pl.col("line").is_not_null()).height
+            whole = pl.DataFrame(
+                {"line": [None], "field": [None], "rule": [exc.rule], "message": [exc.message], "raw": [None]},
+                schema=REJECT_ROW_SCHEMA,
+            )
+            first_error = _first_error(whole)
+            reject_parts = [_write_part(_reject_rows(whole, file, spec), work, "rejects", 0)]
+        records_path = work / "records.parquet"
         records = (
-            pl.concat([pl.read_parquet(p) for p in record_parts])
-            if record_parts
-            else pl.DataFrame(schema=table_schema_batch(spec))
+            pl.scan_parquet(record_parts) if record_parts else pl.LazyFrame(schema=table_schema_batch(spec))
         )
-        valid_count = records.height
         if spec.kind == "event":
             records = merge.dedupe_within_file(records, spec.key)
-        records.write_parquet(work / "records.parquet")
+        records.sink_parquet(records_path, compression="zstd")
+        rows_loaded = pl.scan_parquet(records_path).select(pl.len()).collect().item()
         if spec.kind == "entity":
-            cells = parser.property_cells(records.select(pl.col("_source_line").alias("line"), "properties"))
-            cells = cells.join(
-                records.select(spec.key, pl.col("_source_line").alias("line"), "_landed_at", "_source_file"),
-                on="line",
-            ).select(spec.key, "_landed_at", "_source_file", pl.col("line").alias("_source_line"), pl.col("key").alias("prop"), "value")
-            cells.write_parquet(work / "cells.parquet")
-        for p in record_parts:
-            p.unlink()
-        rejects.select(
-            file=pl.lit(file.path),
-            line="line",
-            stream=pl.lit(spec.name),
-            field="field",
-            rule="rule",
-            message="message",
-            raw="raw",
-            landed_at=pl.lit(file.landed_at, UTC_TS),
-        ).cast(REJECTED_SCHEMA).write_parquet(work / "rejects.parquet")
+            parser.write_property_cells(records_path, work / "cells.parquet", spec.key)
+        rejects = pl.scan_parquet(reject_parts) if reject_parts else pl.LazyFrame(schema=REJECTED_SCHEMA)
+        rejects.sink_parquet(work / "rejects.parquet", compression="zstd")
+        for part in record_parts + reject_parts:
+            part.unlink()
         row.update(
             rows_read=rows_read,
-            rows_loaded=records.height,
+            rows_loaded=rows_loaded,
             rows_rejected=rows_rejected,
-            rows_duplicate=valid_count - records.height,
-            first_error=_first_error(rejects),
+            rows_duplicate=valid_count - rows_loaded,
+            first_error=first_error,
             schema_drift=",".join(sorted(drift)) or None,
         )
-        if records.height == 0:
+        if rows_loaded == 0:
             row["status"] = "rejected"
         elif rows_rejected:
             row["status"] = "partially_loaded"
@@ -221,6 +211,29 @@ def stage_file(
     if raise_later is not None:
         staged.row["_exception"] = raise_later
     return staged
+
+
+CELL_SCHEMA = {"_landed_at": UTC_TS, "_source_file": pl.String, "_source_line": pl.Int64, "prop": pl.String, "value": pl.String}
+REJECT_ROW_SCHEMA = {"line": pl.Int64, "field": pl.String, "rule": pl.String, "message": pl.String, "raw": pl.String}
+
+
+def _reject_rows(rejects: pl.DataFrame, file: LandedFile, spec: StreamSpec) -> pl.DataFrame:
+    return rejects.select(
+        file=pl.lit(file.path),
+        line="line",
+        stream=pl.lit(spec.name),
+        field="field",
+        rule="rule",
+        message="message",
+        raw="raw",
+        landed_at=pl.lit(file.landed_at, UTC_TS),
+    ).cast(REJECTED_SCHEMA)
+
+
+def _write_part(frame: pl.DataFrame, work: Path, kind: str, n: int) -> Path:
+    path = work / f"{kind}-{n:05d}.parquet"
+    frame.write_parquet(path)
+    return path
 
 
 def table_schema_batch(spec: StreamSpec) -> dict[str, pl.DataType]:
@@ -322,39 +335,52 @@ def ingest_partition(
 def _write_concat(parts: list[Path], path: Path, schema: dict | None) -> None:
     existing = [p for p in parts if p.exists()]
     if existing:
-        frame = pl.concat([pl.read_parquet(p) for p in existing], how="diagonal_relaxed")
+        frame = pl.concat([pl.scan_parquet(p) for p in existing], how="diagonal_relaxed")
     elif schema is not None:
-        frame = pl.DataFrame(schema=schema)
+        frame = pl.LazyFrame(schema=schema)
     else:
-        if path.exists():
-            path.unlink()
+        path.unlink(missing_ok=True)
         return
     write_parquet(frame, path)
 
 
-def build_table(settings: Settings, stream: str) -> pl.DataFrame:
+@dataclass
+class TableSummary:
+    table: str
+    path: Path
+    rows: int
+    distinct_keys: int
+    schema: dict
+    preview: pl.DataFrame
+
+
+def build_table(settings: Settings, stream: str) -> TableSummary:
     """Rebuild a current-state table from every committed day batch of its stream."""
     warehouse = Warehouse(settings.warehouse_dir)
     warehouse.ensure_layout()
     spec = STREAMS[stream]
     schema = table_schema(spec)
     record_files = sorted(glob.glob(warehouse.batch_glob(stream, "records.parquet")))
+    path = warehouse.table_path(spec.table)
     with warehouse.lock():
         if not record_files:
-            table = pl.DataFrame(schema=schema)
+            table = pl.LazyFrame(schema=schema)
         elif spec.kind == "event":
-            table = merge.current_events(pl.scan_parquet(record_files), spec.key).collect()
+            table = merge.current_events(pl.scan_parquet(record_files), spec.key)
         else:
             cell_files = sorted(glob.glob(warehouse.batch_glob(stream, "cells.parquet")))
-            cells = (
-                pl.scan_parquet(cell_files)
-                if cell_files
-                else pl.LazyFrame(schema={spec.key: pl.String, "_landed_at": UTC_TS, "_source_file": pl.String, "_source_line": pl.Int64, "prop": pl.String, "value": pl.String})
-            )
-            table = merge.current_entities(pl.scan_parquet(record_files), cells, spec.key).collect()
-        table = table.select(list(schema)).cast(schema)
-        write_parquet(table, warehouse.table_path(spec.table))
-    return table
+            cells = pl.scan_parquet(cell_files) if cell_files else pl.LazyFrame(schema=CELL_SCHEMA | {spec.key: pl.String})
+            table = merge.current_entities(pl.scan_parquet(record_files), cells, spec.key)
+        write_parquet(table.select(list(schema)).cast(schema), path)
+    stats = pl.scan_parquet(path).select(rows=pl.len(), keys=pl.col(spec.key).drop_nulls().n_unique()).collect()
+    return TableSummary(
+        table=spec.table,
+        path=path,
+        rows=stats["rows"].item(),
+        distinct_keys=stats["keys"].item(),
+        schema=schema,
+        preview=pl.read_parquet(path, n_rows=10),
+    )
 
 
 def pending_by_partition(settings: Settings, store: LandingStore) -> dict[tuple[str, date], list[LandedFile]]:

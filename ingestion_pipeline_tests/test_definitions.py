@@ -157,3 +157,16 @@ def test_daily_sweep_requests_yesterday_and_pending_days_of_the_last_week(instan
     )
     data = daily_sweep.evaluate_tick(context)
     assert sorted(r.partition_key for r in data.run_requests) == ["2026-11-18", "2026-11-22"]
+
+
+def test_sensor_does_not_start_a_second_run_for_a_day_that_is_still_running(instance, landing, ingest):
+    landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 9))
+    definitions = build_definitions(ingest)
+    (request,) = evaluate_sensor(instance, definitions).run_requests
+    job = definitions.resolve_job_def("ingest_job")
+    run = instance.create_run_for_job(job, run_config={}, tags=request.tags, status=dg.DagsterRunStatus.STARTED)
+    held = evaluate_sensor(instance, definitions)
+    assert not held.run_requests
+    assert "waiting for the active run of 2026-11-20" in held.skip_message
+    instance.report_run_failed(run)
+    assert [r.partition_key for r in evaluate_sensor(instance, definitions).run_requests] == ["2026-11-20"]

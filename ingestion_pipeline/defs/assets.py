@@ -143,14 +143,14 @@ def make_table_asset(spec: StreamSpec) -> dg.AssetsDefinition:
         pool=f"stream_{spec.name}",
     )
     def table(context: dg.AssetExecutionContext, ingest: IngestResource) -> dg.MaterializeResult:
-        frame = build_table(ingest.settings(), spec.name)
-        duplicates = frame.height - frame[spec.key].drop_nulls().n_unique()
+        summary = build_table(ingest.settings(), spec.name)
+        duplicates = summary.rows - summary.distinct_keys
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": frame.height,
-                "dagster/column_schema": column_schema(frame.schema),
-                "preview": markdown_preview(frame),
-                "path": dg.MetadataValue.path(str(ingest.warehouse().table_path(spec.table))),
+                "dagster/row_count": summary.rows,
+                "dagster/column_schema": column_schema(summary.schema),
+                "preview": markdown_preview(summary.preview),
+                "path": dg.MetadataValue.path(str(summary.path)),
             },
             check_results=[
                 dg.AssetCheckResult(

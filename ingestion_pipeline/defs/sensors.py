@@ -15,6 +15,26 @@ from .jobs import day_run_requests, ingest_job
 from .partitions import FIRST_LANDING_DAY
 from .resources import IngestResource
 
+ACTIVE_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def days_with_active_runs(instance: dg.DagsterInstance, days: set[date]) -> set[date]:
+    """Landing days that already have a queued or running ingest run: their new
+    files wait for it to finish instead of starting a second run of the same day."""
+    busy = set()
+    for day in days:
+        filters = dg.RunsFilter(
+            job_name=ingest_job.name, statuses=ACTIVE_RUN_STATUSES, tags={"dagster/partition": day.isoformat()}
+        )
+        if instance.get_run_records(filters=filters, limit=1):
+            busy.add(day)
+    return busy
+
 
 def settled_groups(
     groups: dict[tuple[str, date], list[LandedFile]],
@@ -57,8 +77,12 @@ def landing_sensor(context: dg.SensorEvaluationContext, ingest: IngestResource):
         groups, previous, ingest.settle_seconds, ingest.max_files_per_tick, time.time()
     )
     context.update_cursor(json.dumps({"unsettled": unsettled}, sort_keys=True))
+    busy = days_with_active_runs(context.instance, {day for _, day in ready})
+    ready = {part: files for part, files in ready.items() if part[1] not in busy}
     if not ready:
         waiting = f"; {len(unsettled)} file(s) still settling" if unsettled else ""
+        if busy:
+            waiting += f"; waiting for the active run of {', '.join(sorted(d.isoformat() for d in busy))}"
         return dg.SkipReason(f"No new settled files in {ingest.landing_url}{waiting}")
     if held_back:
         context.log.info(f"{held_back} settled file(s) left for the next tick (max_files_per_tick={ingest.max_files_per_tick})")

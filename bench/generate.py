@@ -1,0 +1,51 @@
+"""Deterministic synthetic contact_event JSONL.gz: `python bench/generate.py N OUT`.
+
+Seeded; about 5% duplicate event ids and 0.5% invalid records, varied properties."""
+
+from __future__ import annotations
+
+import gzip
+import sys
+
+import numpy as np
+import polars as pl
+
+CHUNK = 500_000
+
+
+def chunk_lines(start: int, n: int, rng: np.random.Generator) -> pl.DataFrame:
+    idx = np.arange(start, start + n)
+    dup = rng.random(n) < 0.05
+    event_ids = np.where(dup, np.maximum(idx - rng.integers(1, 1000, n), 0), idx)
+    ts = 1_735_689_600 + rng.integers(0, 300 * 86_400, n)
+    names = np.array(["login", "page_view", "signup", "invite_sent", "upgrade", "logout"])
+    frame = pl.DataFrame(
+        {
+            "event_id": [f"ev-{i}" for i in event_ids],
+            "contact_id": [f"c-{i}" for i in rng.integers(0, max(n // 10, 1), n)],
+            "event": names[rng.integers(0, len(names), n)],
+            "ts": ts,
+            "plan": np.array(["free", "pro", "team"])[rng.integers(0, 3, n)],
+            "score": rng.integers(0, 100, n),
+        }
+    )
+    line = pl.format(
+        '{"event_id":"{}","contact_id":"{}","event":"{}","event_timestamp":{},"event_properties":{"plan":"{}","score":{}}}',
+        "event_id", "contact_id", "event", "ts", "plan", "score",
+    )
+    invalid = pl.Series(rng.random(n) < 0.005)
+    return frame.select(
+        line=pl.when(invalid).then(pl.lit('{"event_id": "broken", "contact_id": ')).otherwise(line)
+    )
+
+
+def main(n: int, out: str) -> None:
+    rng = np.random.default_rng(42)
+    with gzip.open(out, "wb", compresslevel=1) as fh:
+        for start in range(0, n, CHUNK):
+            lines = chunk_lines(start, min(CHUNK, n - start), rng)
+            fh.write(("\n".join(lines["line"].to_list()) + "\n").encode())
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), sys.argv[2])
