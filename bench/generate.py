@@ -29,9 +29,14 @@ def chunk_lines(start: int, n: int, rng: np.random.Generator) -> pl.DataFrame:
             "score": rng.integers(0, 100, n),
         }
     )
-    line = pl.format(
-        '{"event_id":"{}","contact_id":"{}","event":"{}","event_timestamp":{},"event_properties":{"plan":"{}","score":{}}}',
-        "event_id", "contact_id", "event", "ts", "plan", "score",
+    line = pl.concat_str(
+        pl.lit('{"event_id":"'), "event_id",
+        pl.lit('","contact_id":"'), "contact_id",
+        pl.lit('","event":"'), "event",
+        pl.lit('","event_timestamp":'), pl.col("ts").cast(pl.String),
+        pl.lit(',"event_properties":{"plan":"'), "plan",
+        pl.lit('","score":'), pl.col("score").cast(pl.String),
+        pl.lit("}}"),
     )
     invalid = pl.Series(rng.random(n) < 0.005)
     return frame.select(

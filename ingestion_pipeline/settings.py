@@ -25,7 +25,7 @@ class Settings:
     # A `.json` document (array or upload payload) is parsed whole up to this size.
     max_document_bytes: int = 256 * MIB
     # Bytes of decoded input handed to the parser at once (bounded memory).
-    batch_bytes: int = 64 * MIB
+    batch_bytes: int = 16 * MIB
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -35,6 +35,7 @@ class Settings:
             max_record_bytes=_int_env("INGEST_MAX_RECORD_BYTES", cls.max_record_bytes),
             max_decoded_bytes=_int_env("INGEST_MAX_DECODED_BYTES", cls.max_decoded_bytes),
             max_document_bytes=_int_env("INGEST_MAX_DOCUMENT_BYTES", cls.max_document_bytes),
+            batch_bytes=_int_env("INGEST_BATCH_BYTES", cls.batch_bytes),
         )
         env.update({k: v for k, v in overrides.items() if v is not None})
         if not isinstance(env["warehouse_dir"], Path):

@@ -60,7 +60,7 @@ def test_dedupe_within_file_keeps_first_line_of_each_event_id():
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_dedupe_within_file_keeps_first_line_whatever_the_row_order(seed):
-    out = merge.dedupe_within_file(shuffled(_file_events(FILE_ROWS), seed), "event_id")
+    out = merge.dedupe_within_file(shuffled(_file_events(FILE_ROWS), seed), "event_id").sort("_source_line")
     assert out.select("event_id", "_source_line", "event").rows() == [("e1", 1, "first"), ("e2", 2, "only"), ("e3", 4, "a")]
 
 
