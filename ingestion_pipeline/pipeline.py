@@ -20,7 +20,7 @@ import polars as pl
 from . import merge
 from .formats import DecodedReader, FileRejected, detect_format, iter_records
 from .landing import LandedFile, LandingStore
-from .ledger import LOADED_STATUSES, read_ledger, write_segment
+from .ledger import LOADED_STATUSES, pending_files, read_ledger, write_segment
 from .parse import JsonParser
 from .settings import Settings
 from .streams import FEEDS, STREAMS, StreamSpec, feed_for_path, feeds_of_stream
@@ -40,6 +40,7 @@ class StagedFile:
 
     dir: Path
     row: dict
+    error: Exception | None = None  # set when the pipeline itself broke on this file
 
     @property
     def records(self) -> Path:
@@ -208,8 +209,7 @@ def stage_file(
     work.rename(final)
     staged = StagedFile.load(final)
     assert staged is not None
-    if raise_later is not None:
-        staged.row["_exception"] = raise_later
+    staged.error = raise_later
     return staged
 
 
@@ -288,8 +288,7 @@ def ingest_partition(
             log(f"[{i + 1}/{len(listed)}] staging {file.path} ({file.size} bytes)")
             current = stage_file(store, file, settings, warehouse, run_id)
             staged[file_id] = current
-        exc = current.row.pop("_exception", None)
-        if exc is not None:
+        if current.error is not None:
             errors.append(f"{file.path}: {current.row['first_error']}")
     ordered = sorted(staged.values(), key=lambda s: (s.row["landed_at"], s.row["file"]))
     with warehouse.lock():
@@ -385,8 +384,6 @@ def build_table(settings: Settings, stream: str) -> TableSummary:
 
 def pending_by_partition(settings: Settings, store: LandingStore) -> dict[tuple[str, date], list[LandedFile]]:
     """Files the ledger has not recorded as done, grouped by (stream, landing day)."""
-    from .ledger import pending_files
-
     warehouse = Warehouse(settings.warehouse_dir)
     listed = [f for feed in FEEDS.values() for f in store.list_files(feed.folder)]
     groups: dict[tuple[str, date], list[LandedFile]] = {}

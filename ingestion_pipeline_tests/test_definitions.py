@@ -170,3 +170,21 @@ def test_sensor_does_not_start_a_second_run_for_a_day_that_is_still_running(inst
     assert "waiting for the active run of 2026-11-20" in held.skip_message
     instance.report_run_failed(run)
     assert [r.partition_key for r in evaluate_sensor(instance, definitions).run_requests] == ["2026-11-20"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["dagster", "definitions", "validate", "-w", "workspace.yaml"], ["dg", "check", "defs"]],
+    ids=["dagster-validate-workspace", "dg-check-defs"],
+)
+def test_code_location_loads_from_the_command_line(command, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    exe = Path(sys.executable).with_name(command[0])
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "INGEST_WAREHOUSE_DIR": str(tmp_path / "wh")}
+    proc = subprocess.run([str(exe), *command[1:]], cwd=root, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
