@@ -76,6 +76,8 @@ def ingest(landing: str | None, warehouse: str | None) -> None:
 
     Exits 0 when the pipeline ran (even if records were rejected), 1 when it failed."""
     settings = Settings.from_env(landing_url=landing, warehouse_dir=warehouse)
+    if "://" not in settings.landing_url and not Path(settings.landing_url).is_dir():
+        raise click.ClickException(f"landing folder {settings.landing_url} does not exist")
     rows, failures = run_ingest(settings)
     if not rows and not failures:
         click.echo(f"Nothing pending in {settings.landing_url}.")
@@ -127,6 +129,8 @@ def query(warehouse: str | None, fmt: str, sql: str) -> None:
     from .warehouse import Warehouse
 
     settings = Settings.from_env(warehouse_dir=warehouse)
+    if not settings.warehouse_dir.is_dir():
+        raise click.ClickException(f"no warehouse at {settings.warehouse_dir}: run `ingestion-pipeline ingest` first")
     con = Warehouse(settings.warehouse_dir).connect()
     try:
         cursor = con.execute(sql)

@@ -47,6 +47,7 @@ def test_ingest_prints_a_per_file_summary_and_query_answers_in_json(settings, la
 
 
 def test_query_reports_sql_errors_without_a_traceback(settings):
+    settings.warehouse_dir.mkdir()
     result = CliRunner().invoke(main, ["query", "--warehouse", str(settings.warehouse_dir), "select * from nope"])
     assert result.exit_code == 1
     assert "Error:" in result.output and "nope" in result.output
@@ -63,3 +64,14 @@ def test_console_script_runs_ingest_on_an_empty_landing(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"Nothing pending in {tmp_path / 'landing'}."
+
+
+def test_missing_landing_or_warehouse_folder_is_a_clear_error(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["ingest", "--landing", str(tmp_path / "nope"), "--warehouse", str(tmp_path / "wh")])
+    assert result.exit_code == 1
+    assert f"Error: landing folder {tmp_path / 'nope'} does not exist" in result.output
+    result = runner.invoke(main, ["query", "--warehouse", str(tmp_path / "typo"), "select 1"])
+    assert result.exit_code == 1
+    assert f"Error: no warehouse at {tmp_path / 'typo'}: run `ingestion-pipeline ingest` first" in result.output
+    assert not (tmp_path / "typo").exists()
