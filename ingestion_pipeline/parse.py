@@ -55,8 +55,6 @@ class JsonParser:
         self.con = duckdb.connect()
         self.con.execute("SET threads TO 2")
         self._select = _select_list(spec)
-        props = spec.properties_field
-        self._props = props
 
     def close(self) -> None:
         self.con.close()
@@ -94,7 +92,7 @@ class JsonParser:
             .when(~pl.col("is_object"))
             .then(pl.lit("record is valid JSON but not an object")),
         )
-        objects = checked.filter(pl.col("error").is_null()).select("line", "raw", "error", "message")
+        objects = checked.filter(pl.col("error").is_null()).select("line", "raw", "error", "message")  # noqa: F841 (DuckDB reads it)
         failed = checked.filter(pl.col("error").is_not_null()).select("line", "raw", "error", "message")
         parsed = con.sql(f"SELECT {self._select} FROM objects").pl()
         parsed = self._merge_drift(parsed)
@@ -103,7 +101,7 @@ class JsonParser:
     def _merge_drift(self, parsed: pl.DataFrame) -> pl.DataFrame:
         """Unknown top-level fields are kept: merged into the record's properties
         (a key present in the properties object wins)."""
-        props = self._props.name
+        props = self.spec.properties_field.name
         drifted = parsed.filter((pl.col("drift").list.len() > 0) & (pl.col(f"{props}__type") == "OBJECT"))
         if drifted.is_empty():
             return parsed

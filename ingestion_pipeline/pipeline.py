@@ -24,8 +24,8 @@ from .ledger import LOADED_STATUSES, pending_files, read_ledger, write_segment
 from .parse import JsonParser
 from .settings import Settings
 from .streams import FEEDS, STREAMS, StreamSpec, feed_for_path, feeds_of_stream
-from .validate import Validator
-from .warehouse import LEDGER_SCHEMA, REJECTED_SCHEMA, UTC_TS, Warehouse, table_schema, write_parquet
+from .validate import REJECT_SCHEMA, Validator
+from .warehouse import REJECTED_SCHEMA, UTC_TS, Warehouse, table_schema, write_parquet
 
 Log = Callable[[str], None]
 
@@ -100,12 +100,9 @@ def _first_error(rejects: pl.DataFrame) -> str | None:
 
 
 def _output_columns(spec: StreamSpec) -> list[pl.Expr]:
-    cols = []
-    for f in spec.fields:
-        cols.append(pl.col(f"{f.name}__norm").alias(f.name))
-        if f.name == "email":
-            cols.append(pl.lit(None, pl.String).alias("account_id"))
-    return cols
+    return [pl.col(f"{f.name}__norm").alias(f.name) for f in spec.fields] + [
+        pl.lit(None, pl.String).alias(c) for c in spec.extra_columns
+    ]
 
 
 def stage_file(
@@ -162,7 +159,7 @@ def stage_file(
             record_parts = []
             whole = pl.DataFrame(
                 {"line": [None], "field": [None], "rule": [exc.rule], "message": [exc.message], "raw": [None]},
-                schema=REJECT_ROW_SCHEMA,
+                schema=REJECT_SCHEMA,
             )
             first_error = _first_error(whole)
             reject_parts = [_write_part(_reject_rows(whole, file, spec), work, "rejects", 0)]
@@ -207,14 +204,10 @@ def stage_file(
     if final.exists():
         shutil.rmtree(final)
     work.rename(final)
-    staged = StagedFile.load(final)
-    assert staged is not None
-    staged.error = raise_later
-    return staged
+    return StagedFile(final, row, error=raise_later)
 
 
 CELL_SCHEMA = {"_landed_at": UTC_TS, "_source_file": pl.String, "_source_line": pl.Int64, "prop": pl.String, "value": pl.String}
-REJECT_ROW_SCHEMA = {"line": pl.Int64, "field": pl.String, "rule": pl.String, "message": pl.String, "raw": pl.String}
 
 
 def _reject_rows(rejects: pl.DataFrame, file: LandedFile, spec: StreamSpec) -> pl.DataFrame:
@@ -282,7 +275,7 @@ def ingest_partition(
             if not d.name.startswith(".") and (s := StagedFile.load(d)) is not None:
                 staged[d.name] = s
     errors: list[str] = []
-    for i, (file_id, file) in enumerate(sorted(listed.items(), key=lambda kv: (kv[1].landed_at, kv[1].path))):
+    for i, (file_id, file) in enumerate(listed.items()):
         current = staged.get(file_id)
         if current is None or reprocess or current.row["status"] == "failed":
             log(f"[{i + 1}/{len(listed)}] staging {file.path} ({file.size} bytes)")
@@ -306,7 +299,7 @@ def ingest_partition(
             row = dict(s.row)
             sha = row["sha256"]
             original = originals.get(sha) if sha else None
-            if original and (original[0], original[1]) < (row["landed_at"], row["file"]) and row["status"] in LOADED_STATUSES:
+            if original and original < (row["landed_at"], row["file"]) and row["status"] in LOADED_STATUSES:
                 row.update(
                     status="skipped_duplicate",
                     rows_read=0,
@@ -323,7 +316,7 @@ def ingest_partition(
         kept = [s for s, r in zip(ordered, rows) if r["status"] != "skipped_duplicate"]
         _write_concat([s.records for s in loaded], batch_dir / "records.parquet", table_schema_batch(spec))
         if spec.kind == "entity":
-            _write_concat([s.cells for s in loaded], batch_dir / "cells.parquet", None)
+            _write_concat([s.cells for s in loaded], batch_dir / "cells.parquet", CELL_SCHEMA | {spec.key: pl.String})
         _write_concat(
             [s.rejects for s in kept], warehouse.segment_path("rejected_records", stream, day.isoformat()), REJECTED_SCHEMA
         )
@@ -331,15 +324,13 @@ def ingest_partition(
     return PartitionReport(stream, day, rows, errors)
 
 
-def _write_concat(parts: list[Path], path: Path, schema: dict | None) -> None:
+def _write_concat(parts: list[Path], path: Path, schema: dict) -> None:
     existing = [p for p in parts if p.exists()]
-    if existing:
-        frame = pl.concat([pl.scan_parquet(p) for p in existing], how="diagonal_relaxed")
-    elif schema is not None:
-        frame = pl.LazyFrame(schema=schema)
-    else:
-        path.unlink(missing_ok=True)
-        return
+    frame = (
+        pl.concat([pl.scan_parquet(p) for p in existing], how="diagonal_relaxed")
+        if existing
+        else pl.LazyFrame(schema=schema)
+    )
     write_parquet(frame, path)
 
 
@@ -367,8 +358,7 @@ def build_table(settings: Settings, stream: str) -> TableSummary:
         elif spec.kind == "event":
             table = merge.current_events(pl.scan_parquet(record_files), spec.key)
         else:
-            cell_files = sorted(glob.glob(warehouse.batch_glob(stream, "cells.parquet")))
-            cells = pl.scan_parquet(cell_files) if cell_files else pl.LazyFrame(schema=CELL_SCHEMA | {spec.key: pl.String})
+            cells = pl.scan_parquet(sorted(glob.glob(warehouse.batch_glob(stream, "cells.parquet"))))
             table = merge.current_entities(pl.scan_parquet(record_files), cells, spec.key)
         write_parquet(table.select(list(schema)).cast(schema), path)
     stats = pl.scan_parquet(path).select(rows=pl.len(), keys=pl.col(spec.key).drop_nulls().n_unique()).collect()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MIB = 1024 * 1024
@@ -41,6 +41,3 @@ class Settings:
         if not isinstance(env["warehouse_dir"], Path):
             env["warehouse_dir"] = Path(env["warehouse_dir"])
         return cls(**env)
-
-    def with_(self, **changes) -> "Settings":
-        return replace(self, **changes)

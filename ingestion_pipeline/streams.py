@@ -28,15 +28,13 @@ class StreamSpec:
     fields: tuple[FieldSpec, ...]
     # Optional discriminator the API record may carry: (field, expected value).
     discriminator: tuple[str, str] | None = None
+    # Text columns of the table that another feed fills (null until it does),
+    # placed before the properties column.
+    extra_columns: tuple[str, ...] = ()
 
     @property
     def properties_field(self) -> FieldSpec:
         return next(f for f in self.fields if f.kind == "properties")
-
-    @property
-    def value_fields(self) -> tuple[FieldSpec, ...]:
-        """Fields stored as their own columns (all but the properties object)."""
-        return tuple(f for f in self.fields if f.kind != "properties")
 
     @property
     def known_keys(self) -> tuple[str, ...]:
@@ -72,6 +70,7 @@ STREAMS: dict[str, StreamSpec] = {
                 FieldSpec("properties", "properties", "contact_properties"),
             ),
             discriminator=("type", "contact"),
+            extra_columns=("account_id",),  # membership, from the group feed
         ),
         StreamSpec(
             name="account",

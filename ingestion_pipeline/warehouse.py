@@ -53,9 +53,9 @@ REJECTED_SCHEMA = {
 def table_schema(spec: StreamSpec) -> dict[str, pl.DataType]:
     cols: dict[str, pl.DataType] = {}
     for f in spec.fields:
+        if f.kind == "properties":
+            cols.update(dict.fromkeys(spec.extra_columns, pl.String))
         cols[f.name] = UTC_TS if f.kind == "timestamp" else pl.String
-        if f.name == "email":
-            cols["account_id"] = pl.String
     if spec.kind == "entity":
         cols["first_seen_at"] = UTC_TS
         cols["updated_at"] = UTC_TS
@@ -91,15 +91,6 @@ def write_parquet(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
             frame.sink_parquet(tmp, compression="zstd", row_group_size=256_000)
         else:
             frame.write_parquet(tmp, compression="zstd", row_group_size=256_000, statistics=True)
-        commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text(text: str, path: Path) -> None:
-    tmp = _atomic_path(path)
-    try:
-        tmp.write_text(text)
         commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import dagster as dg
 import pytest
@@ -188,3 +187,19 @@ def test_code_location_loads_from_the_command_line(command, tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "INGEST_WAREHOUSE_DIR": str(tmp_path / "wh")}
     proc = subprocess.run([str(exe), *command[1:]], cwd=root, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_files_landed_before_the_first_partition_are_reported_not_requested(landing):
+    from ingestion_pipeline.defs.sensors import settled_groups
+    from ingestion_pipeline.pipeline import pending_by_partition
+    from ingestion_pipeline.settings import Settings
+
+    landing.put("contact/ancient.jsonl", [contact("c1", "a@x.io")], utc(2019, 12, 31, 23))
+    landing.put("contact/new.jsonl", [contact("c2", "b@x.io")], utc(2026, 11, 20))
+    groups = pending_by_partition(Settings(landing_url=str(landing.root), warehouse_dir=landing.root.parent / "wh"), landing.store)
+    tick = settled_groups(groups, {}, settle_seconds=5, limit=100, now=utc(2026, 11, 23).timestamp())
+    assert {part[1].isoformat(): [f.path for f in files] for part, files in tick.ready.items()} == {
+        "2026-11-20": ["contact/new.jsonl"]
+    }
+    assert tick.before_first_day == ["contact/ancient.jsonl"]
+    assert tick.unsettled == {}

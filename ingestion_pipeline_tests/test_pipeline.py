@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import polars as pl
 import pytest
 
 from ingestion_pipeline.pipeline import build_table, ingest_partition, pending_by_partition

@@ -1,7 +1,6 @@
 """Per stream: a daily-partitioned batch asset (that day's landed files, parsed,
 validated and normalised) and a current-state table asset merged from all batches."""
 
-
 from datetime import date
 
 import dagster as dg

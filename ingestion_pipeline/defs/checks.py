@@ -1,6 +1,5 @@
 """Asset checks that read the ledger: no file of a stream is left `failed`."""
 
-
 import dagster as dg
 import polars as pl
 

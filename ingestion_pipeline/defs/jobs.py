@@ -1,7 +1,6 @@
 """Run requests: one run per landing day, selecting the batch assets of the streams
 with work that day plus their current-state tables."""
 
-
 import hashlib
 from datetime import date
 

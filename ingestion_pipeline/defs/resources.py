@@ -1,6 +1,5 @@
 """Configuration as a Dagster resource, filled from the INGEST_* environment."""
 
-
 import dagster as dg
 
 from ..landing import LandingStore, open_landing

@@ -1,8 +1,7 @@
 """The daily sweep: yesterday always, plus any day of the last week whose landed
 files the ledger does not record as done (new, or left `failed`)."""
 
-
-from datetime import date, timedelta
+from datetime import timedelta
 
 import dagster as dg
 

@@ -2,10 +2,10 @@
 landing day. The ledger, not the cursor, decides what is new; the cursor only
 remembers the size/version of files seen unsettled on the previous tick."""
 
-
 import json
 import time
 from datetime import date
+from typing import NamedTuple
 
 import dagster as dg
 
@@ -36,31 +36,37 @@ def days_with_active_runs(instance: dg.DagsterInstance, days: set[date]) -> set[
     return busy
 
 
+class Tick(NamedTuple):
+    ready: dict[tuple[str, date], list[LandedFile]]  # settled files by partition, at most `limit`
+    unsettled: dict[str, list]  # path -> [size, version], kept in the cursor
+    held_back: int  # settled files left for the next tick
+    before_first_day: list[str]  # files whose landing day has no partition
+
+
 def settled_groups(
     groups: dict[tuple[str, date], list[LandedFile]],
     previous: dict[str, list],
     settle_seconds: float,
     limit: int,
     now: float,
-) -> tuple[dict[tuple[str, date], list[LandedFile]], dict[str, list], int]:
-    """(settled files by partition, unsettled files for the cursor, files held back)."""
+) -> Tick:
     settled: list[tuple[tuple[str, date], LandedFile]] = []
     unsettled: dict[str, list] = {}
     first_day = date.fromisoformat(FIRST_LANDING_DAY)
+    too_early = []
     for part, files in groups.items():
         for f in files:
-            stable = previous.get(f.path) == [f.size, f.version]
-            old_enough = now - f.landed_at.timestamp() >= settle_seconds
-            if (stable or old_enough) and f.landing_date >= first_day:
+            if f.landing_date < first_day:
+                too_early.append(f.path)
+            elif previous.get(f.path) == [f.size, f.version] or now - f.landed_at.timestamp() >= settle_seconds:
                 settled.append((part, f))
             else:
                 unsettled[f.path] = [f.size, f.version]
     settled.sort(key=lambda pf: (pf[1].landed_at, pf[1].path))
-    held_back = max(0, len(settled) - limit)
-    out: dict[tuple[str, date], list[LandedFile]] = {}
+    ready: dict[tuple[str, date], list[LandedFile]] = {}
     for part, f in settled[:limit]:
-        out.setdefault(part, []).append(f)
-    return out, unsettled, held_back
+        ready.setdefault(part, []).append(f)
+    return Tick(ready, unsettled, max(0, len(settled) - limit), sorted(too_early))
 
 
 @dg.sensor(
@@ -73,10 +79,14 @@ def settled_groups(
 def landing_sensor(context: dg.SensorEvaluationContext, ingest: IngestResource):
     previous = json.loads(context.cursor)["unsettled"] if context.cursor else {}
     groups = pending_by_partition(ingest.settings(), ingest.store())
-    ready, unsettled, held_back = settled_groups(
-        groups, previous, ingest.settle_seconds, ingest.max_files_per_tick, time.time()
-    )
+    tick = settled_groups(groups, previous, ingest.settle_seconds, ingest.max_files_per_tick, time.time())
+    ready, unsettled, held_back = tick.ready, tick.unsettled, tick.held_back
     context.update_cursor(json.dumps({"unsettled": unsettled}, sort_keys=True))
+    if tick.before_first_day:
+        context.log.warning(
+            f"{len(tick.before_first_day)} file(s) have an mtime before {FIRST_LANDING_DAY}, the first landing-day "
+            f"partition, and are not ingested (touch them to re-land): {', '.join(tick.before_first_day[:5])}"
+        )
     busy = days_with_active_runs(context.instance, {day for _, day in ready})
     ready = {part: files for part, files in ready.items() if part[1] not in busy}
     if not ready:

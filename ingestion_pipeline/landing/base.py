@@ -42,6 +42,3 @@ class LandingStore(Protocol):
 
     def open(self, file: LandedFile) -> BinaryIO:
         """The raw bytes of the file, as a stream."""
-
-    def stat(self, path: str) -> LandedFile | None:
-        """The current version of one path, or None when it is gone."""

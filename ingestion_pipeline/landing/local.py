@@ -43,11 +43,5 @@ class LocalLandingStore:
                     rel = Path(entry.path).relative_to(self.root).as_posix()
                     yield self._landed(rel, entry.stat())
 
-    def stat(self, path: str) -> LandedFile | None:
-        try:
-            return self._landed(path, (self.root / path).stat())
-        except FileNotFoundError:
-            return None
-
     def open(self, file: LandedFile) -> BinaryIO:
         return open(self.root / file.path, "rb")
