@@ -22,6 +22,7 @@ import polars as pl
 import pyarrow as pa
 
 from .settings import Settings
+from .streams import FeedSpec
 
 COMPRESSION_SUFFIXES = (".gz", ".gzip")
 RAW_PREVIEW_CHARS = 2000
@@ -261,16 +262,41 @@ def iter_document_records(doc: bytes, path: str, stream: str, max_record_bytes: 
     ).cast(LINE_SCHEMA)
 
 
-def iter_records(reader: DecodedReader, fmt: FileFormat, settings: Settings, path: str, stream: str) -> Iterator[pl.DataFrame]:
+SNIFF_BYTES = 8192
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _sniff(head: bytes, path: str) -> None:
+    """Whole-file rejections decided by the first bytes: other encodings, binary."""
+    if head.startswith(UTF16_BOMS):
+        raise FileRejected(
+            "unsupported_encoding", f"{path}: file is UTF-16 or UTF-32 encoded (byte-order mark); only UTF-8 is accepted"
+        )
+    nul = head.find(b"\x00", 0, SNIFF_BYTES)
+    if nul >= 0:
+        raise FileRejected(
+            "binary_file",
+            f"{path}: file is not text (NUL byte at offset {nul}); expected UTF-8 JSON or CSV "
+            "(UTF-16 text also looks like this)",
+        )
+
+
+def iter_records(reader: DecodedReader, fmt: FileFormat, settings: Settings, path: str, feed: FeedSpec) -> Iterator[pl.DataFrame]:
     """Batches of raw records of a file, whatever its format. A leading UTF-8
     byte-order mark is not part of the first record."""
+    head = reader.read(SNIFF_BYTES)
+    _sniff(head, path)
     if fmt.name == "csv":
-        raise FileRejected("unsupported_format", f"{path}: CSV files are not supported yet")
-    head = reader.read(settings.max_document_bytes + 1 if fmt.name == "json" else len(UTF8_BOM))
+        from .csv_records import iter_csv_records
+
+        yield from iter_csv_records(reader, settings, path, feed, head=head)
+        return
     head = head.removeprefix(UTF8_BOM)
-    if fmt.name == "json" and len(head) <= settings.max_document_bytes:
-        records = iter_document_records(head, path, stream, settings.max_record_bytes)
-        if records is not None:
-            yield records
-            return
+    if fmt.name == "json":
+        head += reader.read(settings.max_document_bytes + 1 - len(head))
+        if len(head) <= settings.max_document_bytes:
+            records = iter_document_records(head, path, feed.stream.name, settings.max_record_bytes)
+            if records is not None:
+                yield records
+                return
     yield from iter_line_batches(reader, settings, head=head)

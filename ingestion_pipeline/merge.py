@@ -2,51 +2,74 @@
 
 A record's version is (landed_at, source file, line). Every function here is a pure
 function of its input rows, so the tables do not depend on the order runs happen in.
+Keys are one column or several (crm_leads: email + account).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import polars as pl
 
 VERSION = ["_landed_at", "_source_file", "_source_line"]
 
 
-def dedupe_within_file(records: pl.FrameType, key: str) -> pl.FrameType:
+def _keys(key: str | Sequence[str]) -> list[str]:
+    return [key] if isinstance(key, str) else list(key)
+
+
+def dedupe_within_file(records: pl.FrameType, key: str | Sequence[str]) -> pl.FrameType:
     """Events: within one file the first occurrence of an event_id is kept
     (lines are unique within a file, so exactly one row per event_id survives)."""
-    return records.filter(pl.col("_source_line") == pl.col("_source_line").min().over(key))
+    return records.filter(pl.col("_source_line") == pl.col("_source_line").min().over(_keys(key)))
 
 
-def current_events(batches: pl.LazyFrame, key: str) -> pl.LazyFrame:
+def current_events(batches: pl.LazyFrame, key: str | Sequence[str]) -> pl.LazyFrame:
     """One row per event_id: the most recently landed file's copy wins."""
-    return batches.sort([key, *VERSION]).unique(subset=key, keep="last", maintain_order=True).sort(key)
+    keys = _keys(key)
+    return batches.sort([*keys, *VERSION]).unique(subset=keys, keep="last", maintain_order=True).sort(keys)
 
 
-def current_entities(records: pl.LazyFrame, cells: pl.LazyFrame, key: str) -> pl.LazyFrame:
-    """Upsert: top-level fields from the newest record; properties merged key by key,
-    newest value per key wins, an explicit JSON null removes the key.
+def current_entities(records: pl.LazyFrame, cells: pl.LazyFrame, key: str | Sequence[str]) -> pl.LazyFrame:
+    """Upsert: each top-level field takes its newest non-null value (a feed that
+    does not carry a field, like group/ for domains, leaves it unchanged);
+    properties merge key by key, newest value per key wins, an explicit JSON null
+    removes the key. Lineage columns are the newest record's.
 
-    `cells` holds (key, _landed_at, _source_file, _source_line, prop, value) with
+    `cells` holds (keys, _landed_at, _source_file, _source_line, prop, value) with
     `prop` JSON-encoded and `value` JSON text.
     """
-    latest = records.sort([key, *VERSION]).unique(subset=key, keep="last", maintain_order=True)
-    seen = records.group_by(key).agg(
-        first_seen_at=pl.col("_landed_at").min(), updated_at=pl.col("_landed_at").max()
+    keys = _keys(key)
+    fields = [c for c in records.collect_schema().names() if c not in keys and c not in VERSION and c != "properties"]
+    latest = (
+        records.sort([*keys, *VERSION])
+        .group_by(keys, maintain_order=True)
+        .agg(
+            *[pl.col(c).drop_nulls().last() for c in fields],
+            *[pl.col(c).last() for c in VERSION],
+            first_seen_at=pl.col("_landed_at").min(),
+            updated_at=pl.col("_landed_at").max(),
+        )
     )
     merged_props = (
-        cells.sort([key, "prop", *VERSION])
-        .unique(subset=[key, "prop"], keep="last", maintain_order=True)
+        cells.sort([*keys, "prop", *VERSION])
+        .unique(subset=[*keys, "prop"], keep="last", maintain_order=True)
         .filter(pl.col("value") != "null")
-        .group_by(key)
-        .agg(
-            properties=pl.format("{}:{}", "prop", "value").sort_by(pl.col("prop")).str.join(",")
-        )
-        .select(key, properties=pl.concat_str(pl.lit("{"), "properties", pl.lit("}")))
+        .group_by(keys)
+        .agg(properties=pl.format("{}:{}", "prop", "value").sort_by(pl.col("prop")).str.join(","))
+        .select(*keys, properties=pl.concat_str(pl.lit("{"), "properties", pl.lit("}")))
     )
     return (
-        latest.drop("properties", strict=False)
-        .join(merged_props, on=key, how="left")
-        .join(seen, on=key, how="left")
+        latest.join(merged_props, on=keys, how="left", nulls_equal=True)
         .with_columns(pl.col("properties").fill_null("{}"))
-        .sort(key)
+        .sort(keys)
+    )
+
+
+def current_memberships(memberships: pl.LazyFrame) -> pl.LazyFrame:
+    """group/: one account per contact, the newest membership wins."""
+    return (
+        memberships.sort(["contact_id", *VERSION])
+        .unique(subset="contact_id", keep="last", maintain_order=True)
+        .select("contact_id", "account_id")
     )

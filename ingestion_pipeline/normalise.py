@@ -12,6 +12,10 @@ DOMAIN_PATTERN = r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$"
 EARLIEST_TIMESTAMP = datetime(1990, 1, 1, tzinfo=timezone.utc)
 FUTURE_TOLERANCE = pl.duration(days=1)
 ID_JSON_TYPES = ["VARCHAR", "BIGINT", "UBIGINT", "HUGEINT", "DOUBLE"]
+TRUE_WORDS = ["true", "t", "yes", "y", "1"]
+FALSE_WORDS = ["false", "f", "no", "n", "0"]
+# ASCII digits only (regex `\d` is Unicode-aware); no NaN / inf / hex / separators.
+NUMBER_PATTERN = r"^[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$"
 
 
 def trim(value: pl.Expr) -> pl.Expr:
@@ -32,7 +36,7 @@ def domain(value: pl.Expr) -> pl.Expr:
         trim(value)
         .str.to_lowercase()
         .str.replace(r"^[a-z][a-z0-9+.-]*://", "")
-        .str.replace(r"^[^/@]*@", "")
+        .str.replace(r"^[^/?#]*@", "")
         .str.replace(r"[/?#].*$", "")
         .str.replace(r":\d*$", "")
         .str.replace(r"\.+$", "")
@@ -46,6 +50,30 @@ def is_valid_domain(normalised: pl.Expr) -> pl.Expr:
 
 def is_junk_identifier(value: pl.Expr) -> pl.Expr:
     return trim(value).str.to_lowercase().is_in(JUNK_IDENTIFIERS)
+
+
+def boolean(value: pl.Expr) -> pl.Expr:
+    """true/t/yes/y/1 -> True, false/f/no/n/0 -> False (trimmed, any case); else null."""
+    word = trim(value).str.to_lowercase()
+    return (
+        pl.when(word.is_in(TRUE_WORDS))
+        .then(pl.lit(True))
+        .when(word.is_in(FALSE_WORDS))
+        .then(pl.lit(False))
+        .otherwise(pl.lit(None, dtype=pl.Boolean))
+    )
+
+
+def number(value: pl.Expr) -> pl.Expr:
+    """A plain decimal number (sign, digits, fraction, exponent) to Float64; else null.
+
+    The regex guards the cast, which would otherwise accept NaN, inf and Infinity;
+    values that overflow to infinity (1e400) are null too."""
+    text = trim(value)
+    parsed = text.cast(pl.Float64, strict=False)
+    return pl.when(text.str.contains(NUMBER_PATTERN) & parsed.is_finite()).then(parsed).otherwise(
+        pl.lit(None, dtype=pl.Float64)
+    )
 
 
 def _iso(value: pl.Expr) -> pl.Expr:

@@ -13,24 +13,30 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from .streams import StreamSpec
+from .streams import FeedSpec, StreamSpec, as_feed
 
 NON_STANDARD_NUMBER = r"(?:^|[\[:,]\s*)-?(?:NaN|Infinity)\s*(?:[,\]}]|$)"
 
 
-def _select_list(spec: StreamSpec) -> str:
+def _select_list(feed: FeedSpec) -> str:
+    """Extraction from `doc` (the record as a JSON object): each field's text and
+    JSON type, the discriminator, and `drift` (top-level keys that are not fields)."""
     cols = ["line", "raw", "error", "message"]
-    for f in spec.fields:
+    for f in feed.fields:
         path = f"'$.\"{f.source}\"'"
         if f.kind == "properties":
-            cols.append(f"json_extract(raw, {path})::VARCHAR AS {f.name}")
+            cols.append(f"json_extract(doc, {path})::VARCHAR AS {f.name}")
         else:
-            cols.append(f"json_extract_string(raw, {path}) AS {f.name}")
-        cols.append(f"json_type(raw, {path}) AS {f.name}__type")
-    if spec.discriminator:
-        cols.append(f"json_extract_string(raw, '$.\"{spec.discriminator[0]}\"') AS _discriminator")
-    known = ", ".join(f"'{k}'" for k in spec.known_keys)
-    cols.append(f"list_filter(json_keys(raw), lambda k: k NOT IN ({known})) AS drift")
+            cols.append(f"json_extract_string(doc, {path}) AS {f.name}")
+        cols.append(f"json_type(doc, {path}) AS {f.name}__type")
+    if feed.extras_are_properties:
+        # Legacy feeds: the properties are the record's other top-level keys.
+        cols.append(f"'{{}}' AS {feed.properties_column}, 'OBJECT' AS {feed.properties_column}__type")
+    if feed.discriminator:
+        cols.append(f"json_extract_string(doc, '$.\"{feed.discriminator[0]}\"') AS _discriminator")
+    known = ", ".join("'" + k.replace("'", "''") + "'" for k in feed.known_keys)
+    cols.append(f"list_filter(json_keys(doc), lambda k: k NOT IN ({known})) AS drift")
+    cols.append("doc")
     return ", ".join(cols)
 
 
@@ -47,14 +53,24 @@ def _strict_json_error(raw: str) -> str | None:
     return None
 
 
-class JsonParser:
-    """Parses batches of raw records for one stream; holds one DuckDB connection."""
+def _last_key_wins(doc: str) -> str:
+    """Error path: a record with a repeated key, rewritten so that the last
+    occurrence of each key wins (as in JavaScript and Python)."""
+    return json.dumps(json.loads(doc), ensure_ascii=False, separators=(",", ":"))
 
-    def __init__(self, spec: StreamSpec):
-        self.spec = spec
+
+class JsonParser:
+    """Parses batches of raw records for one feed; holds one DuckDB connection.
+
+    A batch has `line`, `raw` (the record's text as landed), `error`/`message`
+    (set when the record already failed) and optionally `json`: the record as a
+    JSON object when `raw` is not JSON itself (a CSV row)."""
+
+    def __init__(self, spec: FeedSpec | StreamSpec):
+        self.feed = as_feed(spec)
         self.con = duckdb.connect()
         self.con.execute("SET threads TO 2")
-        self._select = _select_list(spec)
+        self._select = _select_list(self.feed)
 
     def close(self) -> None:
         self.con.close()
@@ -63,18 +79,19 @@ class JsonParser:
         """Adds the stream's fields (text + JSON type) to each record; records that
         are not JSON objects get `error` = invalid_json / not_an_object."""
         con = self.con
+        doc = "coalesce(json, raw)" if "json" in lines.columns else "raw"
         checked = con.sql(
-            "SELECT line, raw, error, message, CASE WHEN error IS NULL THEN json_valid(raw) END AS valid FROM lines"
+            f"SELECT line, raw, error, message, {doc} AS doc, CASE WHEN error IS NULL THEN json_valid({doc}) END AS valid FROM lines"
         ).pl()
         checked = checked.with_columns(
-            is_object=pl.col("valid") & pl.col("raw").str.strip_chars_start().str.starts_with("{"),
-            suspicious=pl.col("valid") & pl.col("raw").str.contains(NON_STANDARD_NUMBER),
+            is_object=pl.col("valid") & pl.col("doc").str.strip_chars_start().str.starts_with("{"),
+            suspicious=pl.col("valid") & pl.col("doc").str.contains(NON_STANDARD_NUMBER),
         )
         if checked["suspicious"].any():
             strict = {
                 line: err
-                for line, raw in checked.filter("suspicious").select("line", "raw").iter_rows()
-                if (err := _strict_json_error(raw)) is not None
+                for line, doc in checked.filter("suspicious").select("line", "doc").iter_rows()
+                if (err := _strict_json_error(doc)) is not None
             }
             bad = pl.col("line").is_in(list(strict))
             checked = checked.with_columns(valid=pl.col("valid") & ~bad, is_object=pl.col("is_object") & ~bad)
@@ -92,23 +109,40 @@ class JsonParser:
             .when(~pl.col("is_object"))
             .then(pl.lit("record is valid JSON but not an object")),
         )
-        objects = checked.filter(pl.col("error").is_null()).select("line", "raw", "error", "message")  # noqa: F841 (DuckDB reads it)
+        objects = self._dedupe_keys(checked.filter(pl.col("error").is_null()).select("line", "raw", "error", "message", "doc"))  # noqa: F841 (DuckDB reads it)
         failed = checked.filter(pl.col("error").is_not_null()).select("line", "raw", "error", "message")
         parsed = con.sql(f"SELECT {self._select} FROM objects").pl()
-        parsed = self._merge_drift(parsed)
+        parsed = self._merge_drift(parsed).drop("doc")
         return pl.concat([parsed, failed], how="diagonal_relaxed").sort("line")
+
+    def _dedupe_keys(self, objects: pl.DataFrame) -> pl.DataFrame:
+        """A key repeated at the top level or in the properties object: the last
+        occurrence wins. Found in DuckDB; only those records are rewritten."""
+        props = self.feed.properties_field
+        checks = ["len(json_keys(doc)) <> len(list_distinct(json_keys(doc)))"]
+        if props is not None:
+            path = f"'$.\"{props.source}\"'"
+            checks.append(
+                f"(json_type(doc, {path}) = 'OBJECT' AND len(json_keys(doc, {path})) <> len(list_distinct(json_keys(doc, {path}))))"
+            )
+        repeated = self.con.sql(f"SELECT line FROM objects WHERE {' OR '.join(checks)}").pl()["line"]
+        if repeated.is_empty():
+            return objects
+        fixed = objects.filter(pl.col("line").is_in(repeated.implode()))
+        fixed = fixed.with_columns(doc=pl.Series([_last_key_wins(d) for d in fixed["doc"]], dtype=pl.String))
+        return pl.concat([objects.filter(~pl.col("line").is_in(repeated.implode())), fixed]).sort("line")
 
     def _merge_drift(self, parsed: pl.DataFrame) -> pl.DataFrame:
         """Unknown top-level fields are kept: merged into the record's properties
         (a key present in the properties object wins)."""
-        props = self.spec.properties_field.name
+        props = self.feed.properties_column
         drifted = parsed.filter((pl.col("drift").list.len() > 0) & (pl.col(f"{props}__type") == "OBJECT"))
         if drifted.is_empty():
             return parsed
         merged = self.con.sql(
             f"""
             WITH cells AS (
-              SELECT d.line, e.key, e.value, 0 AS pri FROM drifted d, json_each(d.raw) e WHERE list_contains(d.drift, e.key)
+              SELECT d.line, e.key, e.value, 0 AS pri FROM drifted d, json_each(d.doc) e WHERE list_contains(d.drift, e.key)
               UNION ALL
               SELECT d.line, e.key, e.value, 1 AS pri FROM drifted d, json_each(d.{props}) e
             )
@@ -123,14 +157,15 @@ class JsonParser:
             .drop("merged")
         )
 
-    def write_property_cells(self, records: Path, out: Path, key: str) -> None:
+    def write_property_cells(self, records: Path, out: Path, keys: tuple[str, ...]) -> None:
         """One row per (record, property key), streamed from the records file to
-        `out`: key, version columns, `prop` (JSON-encoded key), `value` (JSON text;
-        `null` marks a removed key)."""
+        `out`: the record's keys, version columns, `prop` (JSON-encoded key),
+        `value` (JSON text; `null` marks a removed key)."""
         src = str(records).replace("'", "''")
         dst = str(out).replace("'", "''")
+        key_cols = ", ".join(f"r.{k}" for k in keys)
         self.con.execute(
-            f"COPY (SELECT r.{key}, r._landed_at, r._source_file, r._source_line, "
+            f"COPY (SELECT {key_cols}, r._landed_at, r._source_file, r._source_line, "
             f"to_json(e.key)::VARCHAR AS prop, e.value::VARCHAR AS value "
             f"FROM read_parquet('{src}') r, json_each(r.properties) e) "
             f"TO '{dst}' (FORMAT parquet, COMPRESSION zstd)"

@@ -15,6 +15,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import duckdb
 import polars as pl
 
 from . import merge
@@ -23,7 +24,8 @@ from .landing import LandedFile, LandingStore
 from .ledger import LOADED_STATUSES, pending_files, read_ledger, write_segment
 from .parse import JsonParser
 from .settings import Settings
-from .streams import FEEDS, STREAMS, StreamSpec, feed_for_path, feeds_of_stream
+from . import normalise as norm
+from .streams import FEEDS, STREAMS, FeedSpec, StreamSpec, feed_for_path, feeds_of_stream
 from .validate import REJECT_SCHEMA, Validator
 from .warehouse import REJECTED_SCHEMA, UTC_TS, Warehouse, table_schema, write_parquet
 
@@ -53,6 +55,10 @@ class StagedFile:
     @property
     def rejects(self) -> Path:
         return self.dir / "rejects.parquet"
+
+    @property
+    def memberships(self) -> Path:
+        return self.dir / "memberships.parquet"
 
     @classmethod
     def load(cls, dir: Path) -> "StagedFile | None":
@@ -99,10 +105,45 @@ def _first_error(rejects: pl.DataFrame) -> str | None:
     return f"{where}: {rule}: {message}"
 
 
-def _output_columns(spec: StreamSpec) -> list[pl.Expr]:
-    return [pl.col(f"{f.name}__norm").alias(f.name) for f in spec.fields] + [
-        pl.lit(None, pl.String).alias(c) for c in spec.extra_columns
-    ]
+def _output_columns(feed: FeedSpec, valid: pl.DataFrame) -> list[pl.Expr]:
+    """The stream's batch columns from a feed's validated (and derived) records."""
+    spec = feed.stream
+    cols = []
+    for f in spec.fields:
+        if f.kind == "properties" and feed.extras_are_properties:
+            cols.append(pl.col(feed.properties_column).alias(f.name))
+        elif f"{f.name}__norm" in valid.columns:
+            cols.append(pl.col(f"{f.name}__norm").alias(f.name))
+        else:
+            cols.append(pl.lit(None).alias(f.name))
+    return cols + [pl.lit(None, pl.String).alias(c) for c in spec.extra_columns]
+
+
+def _track_event_id(valid: pl.DataFrame) -> pl.DataFrame:
+    """track/: event_id = "trk_" + the first 32 hex digits of sha256(contact_key,
+    event_text, normalised timestamp as ISO 8601 UTC with microseconds), joined by
+    the unit separator (U+001F). These three are the feed's dedupe key."""
+    key = pl.concat_str(
+        pl.col("contact_id__norm"),
+        pl.col("event__norm"),
+        pl.col("event_timestamp__norm").dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        separator="\x1f",
+    )
+    keys = valid.select(k=key)  # noqa: F841 (DuckDB reads it)
+    ids = duckdb.sql("SELECT 'trk_' || left(sha256(k), 32) AS event_id FROM keys").pl()["event_id"]
+    return valid.with_columns(event_id__norm=ids)
+
+
+def _group_account(valid: pl.DataFrame) -> pl.DataFrame:
+    """group/: the account's domain is the key itself when the key is a domain."""
+    from_key = norm.domain(pl.col("account_id__norm"))
+    return valid.with_columns(
+        domain__norm=pl.coalesce(pl.col("domain__norm"), pl.when(norm.is_valid_domain(from_key)).then(from_key))
+    )
+
+
+DERIVATIONS = {"track_event_id": _track_event_id, "group_membership": _group_account}
+MEMBERSHIP_SCHEMA = {"contact_id": pl.String, "account_id": pl.String, "_source_file": pl.String, "_source_line": pl.Int64, "_landed_at": UTC_TS}
 
 
 def stage_file(
@@ -112,6 +153,7 @@ def stage_file(
     feed = feed_for_path(file.path)
     assert feed is not None, file.path
     spec = feed.stream
+    membership_parts: list[Path] = []
     final = warehouse.staging_dir(spec.name, file.landing_date.isoformat()) / file.file_id
     work = final.with_name(f".{file.file_id}.{uuid.uuid4().hex}.tmp")
     work.mkdir(parents=True)
@@ -119,8 +161,8 @@ def stage_file(
     reject_parts: list[Path] = []
     record_parts: list[Path] = []
     drift: set[str] = set()
-    parser = JsonParser(spec)
-    validator = Validator(spec)
+    parser = JsonParser(feed)
+    validator = Validator(feed)
     rows_read = valid_count = rows_rejected = 0
     first_error: str | None = None
     try:
@@ -130,7 +172,7 @@ def stage_file(
             with store.open(file) as raw:
                 reader = DecodedReader(raw, fmt, settings, file.path)
                 try:
-                    for lines in iter_records(reader, fmt, settings, file.path, spec.name):
+                    for lines in iter_records(reader, fmt, settings, file.path, feed):
                         rows_read += lines.height
                         valid, rejects = validator.validate(parser.parse(lines), file.landed_at)
                         if rejects.height:
@@ -140,23 +182,25 @@ def stage_file(
                             reject_parts.append(_write_part(_reject_rows(rejects, file, spec), work, "rejects", len(reject_parts)))
                         if valid.height:
                             valid_count += valid.height
-                            drift.update(valid["drift"].explode().drop_nulls().to_list())
-                            out = valid.select(
-                                *_output_columns(spec),
-                                _source_file=pl.lit(file.path),
-                                _source_line="line",
-                                _landed_at="_landed_at",
-                            )
+                            if feed.reports_drift:
+                                drift.update(valid["drift"].explode().drop_nulls().unique().to_list())
+                            if feed.derive:
+                                valid = DERIVATIONS[feed.derive](valid)
+                            lineage = {"_source_file": pl.lit(file.path), "_source_line": "line", "_landed_at": "_landed_at"}
+                            out = valid.select(*_output_columns(feed, valid), **lineage).cast(table_schema_batch(spec))
                             record_parts.append(_write_part(out, work, "records", len(record_parts)))
+                            if feed.derive == "group_membership":
+                                members = valid.select(contact_id="contact_id__norm", account_id="account_id__norm", **lineage)
+                                membership_parts.append(_write_part(members, work, "memberships", len(membership_parts)))
                 finally:
                     row["sha256"] = reader.sha256()
             if rows_read == 0:
                 raise FileRejected("empty_file", f"{file.path}: file has no records")
         except FileRejected as exc:
-            for part in record_parts + reject_parts:
+            for part in record_parts + reject_parts + membership_parts:
                 part.unlink()
             rows_read = valid_count = rows_rejected = 0
-            record_parts = []
+            record_parts, membership_parts = [], []
             whole = pl.DataFrame(
                 {"line": [None], "field": [None], "rule": [exc.rule], "message": [exc.message], "raw": [None]},
                 schema=REJECT_SCHEMA,
@@ -168,14 +212,16 @@ def stage_file(
             pl.scan_parquet(record_parts) if record_parts else pl.LazyFrame(schema=table_schema_batch(spec))
         )
         if spec.kind == "event":
-            records = merge.dedupe_within_file(records, spec.key)
+            records = merge.dedupe_within_file(records, spec.keys)
         records.sink_parquet(records_path, compression="zstd")
         rows_loaded = pl.scan_parquet(records_path).select(pl.len()).collect().item()
         if spec.kind == "entity":
-            parser.write_property_cells(records_path, work / "cells.parquet", spec.key)
+            parser.write_property_cells(records_path, work / "cells.parquet", spec.keys)
+        if membership_parts:
+            pl.scan_parquet(membership_parts).sink_parquet(work / "memberships.parquet", compression="zstd")
         rejects = pl.scan_parquet(reject_parts) if reject_parts else pl.LazyFrame(schema=REJECTED_SCHEMA)
         rejects.sink_parquet(work / "rejects.parquet", compression="zstd")
-        for part in record_parts + reject_parts:
+        for part in record_parts + reject_parts + membership_parts:
             part.unlink()
         row.update(
             rows_read=rows_read,
@@ -316,7 +362,9 @@ def ingest_partition(
         kept = [s for s, r in zip(ordered, rows) if r["status"] != "skipped_duplicate"]
         _write_concat([s.records for s in loaded], batch_dir / "records.parquet", table_schema_batch(spec))
         if spec.kind == "entity":
-            _write_concat([s.cells for s in loaded], batch_dir / "cells.parquet", CELL_SCHEMA | {spec.key: pl.String})
+            _write_concat([s.cells for s in loaded], batch_dir / "cells.parquet", CELL_SCHEMA | dict.fromkeys(spec.keys, pl.String))
+        if any(f.derive == "group_membership" for f in feeds_of_stream(stream)):
+            _write_concat([s.memberships for s in loaded], batch_dir / "memberships.parquet", MEMBERSHIP_SCHEMA)
         _write_concat(
             [s.rejects for s in kept], warehouse.segment_path("rejected_records", stream, day.isoformat()), REJECTED_SCHEMA
         )
@@ -356,12 +404,22 @@ def build_table(settings: Settings, stream: str) -> TableSummary:
         if not record_files:
             table = pl.LazyFrame(schema=schema)
         elif spec.kind == "event":
-            table = merge.current_events(pl.scan_parquet(record_files), spec.key)
+            table = merge.current_events(pl.scan_parquet(record_files), spec.keys)
         else:
             cells = pl.scan_parquet(sorted(glob.glob(warehouse.batch_glob(stream, "cells.parquet"))))
-            table = merge.current_entities(pl.scan_parquet(record_files), cells, spec.key)
+            table = merge.current_entities(pl.scan_parquet(record_files), cells, spec.keys)
+        if "account_id" in spec.extra_columns:
+            memberships = sorted(glob.glob(warehouse.batch_glob("account", "memberships.parquet")))
+            if memberships:
+                current = merge.current_memberships(pl.scan_parquet(memberships))
+                table = table.drop("account_id").join(current, on="contact_id", how="left")
         write_parquet(table.select(list(schema)).cast(schema), path)
-    stats = pl.scan_parquet(path).select(rows=pl.len(), keys=pl.col(spec.key).drop_nulls().n_unique()).collect()
+    keys = pl.struct(spec.keys) if len(spec.keys) > 1 else pl.col(spec.keys[0])
+    stats = (
+        pl.scan_parquet(path)
+        .select(rows=pl.len(), keys=keys.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in spec.keys)).n_unique())
+        .collect()
+    )
     return TableSummary(
         table=spec.table,
         path=path,

@@ -1,6 +1,10 @@
-"""The stream registry: what each stream and landing folder accepts (SPEC section 1).
+"""The stream and feed registries: what each stream and landing folder accepts
+(SPEC section 1).
 
-A stream is data, not code: adding a feed means adding an entry here.
+A stream is a current-state table and the record shape it is built from. A feed is
+a landing folder: the stream its files feed and how a record of that folder maps
+onto the stream's columns. Streams and feeds are data, not code: adding a feed
+means adding an entry here.
 """
 
 from __future__ import annotations
@@ -8,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-FieldKind = Literal["id", "text", "email", "domain", "timestamp", "properties"]
+FieldKind = Literal["id", "text", "email", "domain", "timestamp", "properties", "boolean", "number"]
 
 
 @dataclass(frozen=True)
 class FieldSpec:
     name: str  # column name in the warehouse
     kind: FieldKind
-    source: str  # key in the landed record
+    source: str  # key in the landed record (JSON key or CSV column)
     required: bool = True
 
 
@@ -23,18 +27,57 @@ class FieldSpec:
 class StreamSpec:
     name: str  # stream name, as in landing folders and the API
     table: str  # current-state table in the warehouse
-    key: str  # one row per key in the table
+    keys: tuple[str, ...]  # one row per key in the table
     kind: Literal["entity", "event"]
-    fields: tuple[FieldSpec, ...]
+    fields: tuple[FieldSpec, ...]  # the API record shape (and the table's columns)
     # Optional discriminator the API record may carry: (field, expected value).
     discriminator: tuple[str, str] | None = None
     # Text columns of the table that another feed fills (null until it does),
     # placed before the properties column.
     extra_columns: tuple[str, ...] = ()
+    api: bool = True  # accepted by the ingestion HTTP API
+
+    @property
+    def key_label(self) -> str:
+        return " + ".join(self.keys)
 
     @property
     def properties_field(self) -> FieldSpec:
         return next(f for f in self.fields if f.kind == "properties")
+
+    @property
+    def batch_asset(self) -> str:
+        return f"{self.name}_batch"
+
+
+Derivation = Literal["track_event_id", "group_membership"]
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """A landing folder, the stream its files feed, and its record mapping.
+
+    `fields` are what a record of this folder carries, each named by the stream
+    column it fills. A legacy feed has no properties object: every top-level key
+    that is not one of its fields becomes a property (`extras_are_properties`), and
+    that is its documented shape, not schema drift. `derive` names the columns the
+    feed computes instead of reading (see pipeline.DERIVATIONS).
+    """
+
+    folder: str
+    stream: StreamSpec
+    fields: tuple[FieldSpec, ...]
+    discriminator: tuple[str, str] | None = None
+    extras_are_properties: bool = False
+    derive: Derivation | None = None
+
+    @property
+    def properties_field(self) -> FieldSpec | None:
+        return next((f for f in self.fields if f.kind == "properties"), None)
+
+    @property
+    def properties_column(self) -> str:
+        return self.stream.properties_field.name
 
     @property
     def known_keys(self) -> tuple[str, ...]:
@@ -44,16 +87,18 @@ class StreamSpec:
         return tuple(keys)
 
     @property
-    def batch_asset(self) -> str:
-        return f"{self.name}_batch"
+    def required_columns(self) -> tuple[str, ...]:
+        """CSV columns a file of this folder must have (properties come from the
+        non-standard columns, so the properties column itself is optional)."""
+        return tuple(f.source for f in self.fields if f.required and f.kind != "properties")
+
+    @property
+    def reports_drift(self) -> bool:
+        return not self.extras_are_properties
 
 
-@dataclass(frozen=True)
-class FeedSpec:
-    """A landing folder and the stream its files feed."""
-
-    folder: str
-    stream: StreamSpec
+def _api_feed(spec: StreamSpec) -> FeedSpec:
+    return FeedSpec(folder=spec.name, stream=spec, fields=spec.fields, discriminator=spec.discriminator)
 
 
 STREAMS: dict[str, StreamSpec] = {
@@ -62,7 +107,7 @@ STREAMS: dict[str, StreamSpec] = {
         StreamSpec(
             name="contact",
             table="contacts",
-            key="contact_id",
+            keys=("contact_id",),
             kind="entity",
             fields=(
                 FieldSpec("contact_id", "id", "contact_id"),
@@ -75,7 +120,7 @@ STREAMS: dict[str, StreamSpec] = {
         StreamSpec(
             name="account",
             table="accounts",
-            key="account_id",
+            keys=("account_id",),
             kind="entity",
             fields=(
                 FieldSpec("account_id", "id", "account_id"),
@@ -87,7 +132,7 @@ STREAMS: dict[str, StreamSpec] = {
         StreamSpec(
             name="contact_event",
             table="contact_events",
-            key="event_id",
+            keys=("event_id",),
             kind="event",
             fields=(
                 FieldSpec("event_id", "id", "event_id"),
@@ -101,7 +146,7 @@ STREAMS: dict[str, StreamSpec] = {
         StreamSpec(
             name="account_event",
             table="account_events",
-            key="event_id",
+            keys=("event_id",),
             kind="event",
             fields=(
                 FieldSpec("event_id", "id", "event_id"),
@@ -112,12 +157,70 @@ STREAMS: dict[str, StreamSpec] = {
             ),
             discriminator=("event_type", "account_event"),
         ),
+        # The optional CRM feed (crm/): leads for customer-fit training.
+        StreamSpec(
+            name="crm",
+            table="crm_leads",
+            keys=("email", "account"),
+            kind="entity",
+            fields=(
+                FieldSpec("email", "email", "email"),
+                FieldSpec("account", "id", "account"),
+                FieldSpec("created_at", "timestamp", "created_at"),
+                FieldSpec("is_worked", "boolean", "is_worked"),
+                FieldSpec("is_converted", "boolean", "is_converted"),
+                FieldSpec("amount", "number", "amount"),
+                FieldSpec("is_unqualified", "boolean", "is_unqualified", required=False),
+                FieldSpec("worked_date", "timestamp", "worked_date", required=False),
+                FieldSpec("converted_date", "timestamp", "converted_date", required=False),
+                FieldSpec("deal_amount", "number", "deal_amount", required=False),
+                FieldSpec("properties", "properties", "properties", required=False),
+            ),
+            api=False,
+        ),
     )
 }
 
-# Landing folders: the API-shaped folders. The legacy feeds (identify/, track/,
-# group/, crm/) add their own entries with a field mapping.
-FEEDS: dict[str, FeedSpec] = {name: FeedSpec(folder=name, stream=spec) for name, spec in STREAMS.items()}
+_CONTACT, _ACCOUNT, _CONTACT_EVENT = STREAMS["contact"], STREAMS["account"], STREAMS["contact_event"]
+
+FEEDS: dict[str, FeedSpec] = {
+    **{name: _api_feed(spec) for name, spec in STREAMS.items() if spec.api},
+    # Legacy flat-file feeds (reference/001: identify, track, group, CRM).
+    "identify": FeedSpec(
+        folder="identify",
+        stream=_CONTACT,
+        fields=(FieldSpec("contact_id", "id", "contact_key"), FieldSpec("email", "email", "email")),
+        extras_are_properties=True,
+    ),
+    "track": FeedSpec(
+        folder="track",
+        stream=_CONTACT_EVENT,
+        fields=(
+            FieldSpec("contact_id", "id", "contact_key"),
+            FieldSpec("event", "text", "event_text"),
+            FieldSpec("event_timestamp", "timestamp", "event_timestamp"),
+        ),
+        extras_are_properties=True,
+        derive="track_event_id",  # event_id = hash(contact_key, event_text, timestamp)
+    ),
+    "group": FeedSpec(
+        folder="group",
+        stream=_ACCOUNT,
+        fields=(
+            FieldSpec("contact_id", "id", "contact_key"),
+            FieldSpec("account_id", "id", "account_key"),
+            FieldSpec("domain", "domain", "domain", required=False),
+        ),
+        extras_are_properties=True,
+        derive="group_membership",  # domain from a domain-like key; contact -> account
+    ),
+    "crm": FeedSpec(
+        folder="crm",
+        stream=STREAMS["crm"],
+        fields=tuple(f for f in STREAMS["crm"].fields if f.kind != "properties"),
+        extras_are_properties=True,
+    ),
+}
 
 
 def feed_for_path(path: str) -> FeedSpec | None:
@@ -128,3 +231,17 @@ def feed_for_path(path: str) -> FeedSpec | None:
 
 def feeds_of_stream(stream: str) -> list[FeedSpec]:
     return [f for f in FEEDS.values() if f.stream.name == stream]
+
+
+def as_feed(spec: StreamSpec | FeedSpec) -> FeedSpec:
+    """A stream stands for its API-shaped folder."""
+    return spec if isinstance(spec, FeedSpec) else FEEDS[spec.name]
+
+
+def tables_fed_by(stream: str) -> list[StreamSpec]:
+    """Streams whose current-state table reads this stream's batches: its own, and
+    contacts for the account stream (group memberships fill contacts.account_id)."""
+    fed = [STREAMS[stream]]
+    if stream == "account":
+        fed.append(_CONTACT)
+    return fed

@@ -15,7 +15,7 @@ import pandera.polars as pa
 import polars as pl
 
 from . import normalise as norm
-from .streams import FieldSpec, StreamSpec
+from .streams import FeedSpec, FieldSpec, StreamSpec, as_feed
 
 REJECT_SCHEMA = {"line": pl.Int64, "field": pl.String, "rule": pl.String, "message": pl.String, "raw": pl.String}
 
@@ -26,6 +26,8 @@ TYPE_ALLOWED: dict[str, list[str]] = {
     "domain": ["VARCHAR"],
     "timestamp": ["VARCHAR", "BIGINT", "UBIGINT", "DOUBLE"],
     "properties": ["OBJECT"],
+    "boolean": ["VARCHAR", "BOOLEAN", "BIGINT", "UBIGINT"],
+    "number": ["VARCHAR", "BIGINT", "UBIGINT", "HUGEINT", "DOUBLE"],
 }
 JSON_TYPE_NAMES = {
     "VARCHAR": "a string",
@@ -45,6 +47,8 @@ TYPE_WANTED = {
     "domain": "a string",
     "timestamp": "an ISO 8601 string or unix time",
     "properties": "a JSON object",
+    "boolean": "a boolean (true/false)",
+    "number": "a number",
 }
 
 
@@ -133,6 +137,20 @@ KIND_RULES: dict[str, list[Rule]] = {
             ),
         ),
     ],
+    "boolean": [
+        Rule(
+            "invalid_boolean",
+            lambda f: ~_present(f) | _norm(f).is_not_null(),
+            lambda f: pl.format("field '{}' is not a boolean: {} (true/false, yes/no, 1/0)", pl.lit(f.source), _quoted(_value(f))),
+        )
+    ],
+    "number": [
+        Rule(
+            "invalid_number",
+            lambda f: ~_present(f) | _norm(f).is_not_null(),
+            lambda f: pl.format("field '{}' is not a number: {}", pl.lit(f.source), _quoted(_value(f))),
+        )
+    ],
 }
 
 NORMALISERS: dict[str, Callable[[pl.Expr], pl.Expr]] = {
@@ -142,6 +160,8 @@ NORMALISERS: dict[str, Callable[[pl.Expr], pl.Expr]] = {
     "domain": norm.domain,
     "timestamp": norm.timestamp,
     "properties": lambda e: e,
+    "boolean": norm.boolean,
+    "number": norm.number,
 }
 
 
@@ -154,13 +174,13 @@ def _check(rule: Rule, field: FieldSpec) -> pa.Check:
     return pa.Check(lambda data: data.lazyframe.select(expr), name=rule.code, ignore_na=False)
 
 
-def build_schema(spec: StreamSpec) -> pa.DataFrameSchema:
+def build_schema(feed: FeedSpec) -> pa.DataFrameSchema:
     columns = {
         f.name: pa.Column(None, nullable=True, checks=[_check(r, f) for r in rules_for(f)], required=True)
-        for f in spec.fields
+        for f in feed.fields
     }
-    if spec.discriminator:
-        name, expected = spec.discriminator
+    if feed.discriminator:
+        name, expected = feed.discriminator
         columns["_discriminator"] = pa.Column(
             None,
             nullable=True,
@@ -172,30 +192,27 @@ def build_schema(spec: StreamSpec) -> pa.DataFrameSchema:
                 )
             ],
         )
-    return pa.DataFrameSchema(columns, name=f"{spec.name} record")
+    return pa.DataFrameSchema(columns, name=f"{feed.folder}/ record")
 
 
-def with_candidates(parsed: pl.DataFrame, spec: StreamSpec) -> pl.DataFrame:
+def with_candidates(parsed: pl.DataFrame, feed: FeedSpec) -> pl.DataFrame:
     """Adds the normalised value of every field next to its raw text."""
-    return parsed.with_columns(NORMALISERS[f.kind](pl.col(f.name)).alias(f"{f.name}__norm") for f in spec.fields)
+    return parsed.with_columns(NORMALISERS[f.kind](pl.col(f.name)).alias(f"{f.name}__norm") for f in feed.fields)
 
 
 class Validator:
-    def __init__(self, spec: StreamSpec):
-        self.spec = spec
-        self.schema = build_schema(spec)
-        self._field_order = {f.name: i for i, f in enumerate(spec.fields)}
-        self._field_order["_discriminator"] = len(spec.fields)
-        self._sources = {f.name: f.source for f in spec.fields}
-        if spec.discriminator:
-            self._sources["_discriminator"] = spec.discriminator[0]
+    def __init__(self, spec: FeedSpec | StreamSpec):
+        self.feed = feed = as_feed(spec)
+        self.schema = build_schema(feed)
+        self._field_order = {f.name: i for i, f in enumerate(feed.fields)}
+        self._field_order["_discriminator"] = len(feed.fields)
 
     def validate(self, parsed: pl.DataFrame, landed_at: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(valid records with `<field>__norm` columns, rejected records)."""
         parse_failed = parsed.filter(pl.col("error").is_not_null())
         candidates = with_candidates(
             parsed.filter(pl.col("error").is_null()).with_columns(_landed_at=pl.lit(landed_at, pl.Datetime("us", "UTC"))),
-            self.spec,
+            self.feed,
         )
         rejects = [
             parse_failed.select(
@@ -222,15 +239,15 @@ class Validator:
 
     def _reject_rows(self, failed: pl.DataFrame) -> pl.DataFrame:
         parts = []
-        for field in self.spec.fields:
+        for field in self.feed.fields:
             for rule in rules_for(field):
                 sel = failed.filter((pl.col("column") == field.name) & (pl.col("rule") == rule.code))
                 if sel.height:
                     parts.append(
                         sel.select("line", field=pl.lit(field.source), rule=pl.lit(rule.code), message=rule.message(field), raw="raw")
                     )
-        if self.spec.discriminator:
-            name, expected = self.spec.discriminator
+        if self.feed.discriminator:
+            name, expected = self.feed.discriminator
             sel = failed.filter(pl.col("column") == "_discriminator")
             if sel.height:
                 parts.append(

@@ -50,12 +50,15 @@ REJECTED_SCHEMA = {
 }
 
 
+COLUMN_TYPES = {"timestamp": UTC_TS, "boolean": pl.Boolean, "number": pl.Float64}
+
+
 def table_schema(spec: StreamSpec) -> dict[str, pl.DataType]:
     cols: dict[str, pl.DataType] = {}
     for f in spec.fields:
         if f.kind == "properties":
             cols.update(dict.fromkeys(spec.extra_columns, pl.String))
-        cols[f.name] = UTC_TS if f.kind == "timestamp" else pl.String
+        cols[f.name] = COLUMN_TYPES.get(f.kind, pl.String)
     if spec.kind == "entity":
         cols["first_seen_at"] = UTC_TS
         cols["updated_at"] = UTC_TS

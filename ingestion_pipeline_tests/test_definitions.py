@@ -34,9 +34,11 @@ def test_definitions_load_with_every_asset_check_sensor_and_schedule():
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys == {
-        "contact_batch", "account_batch", "contact_event_batch", "account_event_batch",
-        "contacts", "accounts", "contact_events", "account_events",
+        "contact_batch", "account_batch", "contact_event_batch", "account_event_batch", "crm_batch",
+        "contacts", "accounts", "contact_events", "account_events", "crm_leads",
     }
+    contacts_deps = repo.asset_graph.get(dg.AssetKey("contacts")).parent_keys
+    assert contacts_deps == {dg.AssetKey("contact_batch"), dg.AssetKey("account_batch")}
     assert defs.get_sensor_def("landing_sensor").default_status == dg.DefaultSensorStatus.RUNNING
     assert defs.get_schedule_def("daily_sweep").default_status == dg.DefaultScheduleStatus.RUNNING
     check_names = {k.name for k in repo.asset_graph.asset_check_keys}

@@ -94,7 +94,7 @@ def reject_rows(rejects: pl.DataFrame) -> list[tuple]:
 def check_one_bad_line(stream: str, bad: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Line 2 is the record under test, lines 1 and 3 are valid records."""
     good1 = record(stream)
-    good3 = record(stream, **{STREAMS[stream].key: "k3"})
+    good3 = record(stream, **{STREAMS[stream].keys[0]: "k3"})
     return run(stream, [good1, bad, good3])
 
 

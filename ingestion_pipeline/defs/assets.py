@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from ..pipeline import build_table, ingest_partition
-from ..streams import STREAMS, StreamSpec
+from ..streams import STREAMS, StreamSpec, tables_fed_by
 from ..warehouse import LEDGER_SCHEMA
 from .partitions import landing_days
 from .resources import IngestResource
@@ -132,12 +132,17 @@ def make_table_asset(spec: StreamSpec) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
-        deps=[dg.AssetDep(spec.batch_asset, partition_mapping=dg.AllPartitionMapping())],
+        deps=[
+            dg.AssetDep(source.batch_asset, partition_mapping=dg.AllPartitionMapping())
+            for source in STREAMS.values()
+            if spec in tables_fed_by(source.name)
+        ],
         group_name="warehouse",
         kinds={"polars", "parquet", "duckdb"},
-        description=f"Current state of `{spec.table}`: one row per {spec.key}, merged from every {spec.name} batch.",
+        description=f"Current state of `{spec.table}`: one row per {spec.key_label}, merged from every {spec.name} batch"
+        + (" (account_id: the newest group/ membership)." if spec.extra_columns else "."),
         check_specs=[
-            dg.AssetCheckSpec("unique_key", asset=key, blocking=True, description=f"{spec.key} is unique and never null")
+            dg.AssetCheckSpec("unique_key", asset=key, blocking=True, description=f"{spec.key_label} is unique and never null")
         ],
         pool=f"stream_{spec.name}",
     )

@@ -7,7 +7,7 @@ from datetime import date
 import dagster as dg
 
 from ..landing import LandedFile
-from ..streams import STREAMS
+from ..streams import STREAMS, tables_fed_by
 from .assets import batch_assets, table_assets
 
 ingest_job = dg.define_asset_job(
@@ -31,7 +31,7 @@ def day_run_requests(groups: dict[tuple[str, date], list[LandedFile]], key_prefi
                 run_key=f"{key_prefix}:{day.isoformat()}:{digest}",
                 partition_key=day.isoformat(),
                 asset_selection=[dg.AssetKey(STREAMS[s].batch_asset) for s in streams]
-                + [dg.AssetKey(STREAMS[s].table) for s in streams],
+                + sorted({dg.AssetKey(t.table) for s in streams for t in tables_fed_by(s)}, key=lambda k: k.to_user_string()),
                 tags={"ingestion/streams": ",".join(streams), "ingestion/files": str(len(ids))},
             )
         )
