@@ -53,6 +53,21 @@ def _strict_json_error(raw: str) -> str | None:
     return None
 
 
+def _json_error(doc: str | None) -> str | None:
+    """Error path: the JSON decoder's reason and column for an invalid record."""
+    if doc is None:
+        return None
+    try:
+        json.loads(doc)
+    except RecursionError:
+        return "nested too deeply"
+    except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            return f"{exc.msg} at column {exc.colno}"
+        return str(exc)
+    return None
+
+
 def _last_key_wins(doc: str) -> str:
     """Error path: a record with a repeated key, rewritten so that the last
     occurrence of each key wins (as in JavaScript and Python)."""
@@ -109,6 +124,17 @@ class JsonParser:
             .when(~pl.col("is_object"))
             .then(pl.lit("record is valid JSON but not an object")),
         )
+        invalid = checked.filter(pl.col("error") == "invalid_json")
+        if invalid.height:  # error path: say where the JSON breaks
+            why = pl.DataFrame(
+                {"line": invalid["line"], "why": [_json_error(d) for d in invalid["doc"]]},
+                schema={"line": pl.Int64, "why": pl.String},
+            )
+            checked = (
+                checked.join(why, on="line", how="left", maintain_order="left")
+                .with_columns(message=pl.coalesce(pl.format("{}: {}", "message", "why"), "message"))
+                .drop("why")
+            )
         objects = self._dedupe_keys(checked.filter(pl.col("error").is_null()).select("line", "raw", "error", "message", "doc"))  # noqa: F841 (DuckDB reads it)
         failed = checked.filter(pl.col("error").is_not_null()).select("line", "raw", "error", "message")
         parsed = con.sql(f"SELECT {self._select} FROM objects").pl()

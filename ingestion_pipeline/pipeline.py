@@ -412,7 +412,7 @@ def build_table(settings: Settings, stream: str) -> TableSummary:
             memberships = sorted(glob.glob(warehouse.batch_glob("account", "memberships.parquet")))
             if memberships:
                 current = merge.current_memberships(pl.scan_parquet(memberships))
-                table = table.drop("account_id").join(current, on="contact_id", how="left")
+                table = table.drop("account_id").join(current, on="contact_id", how="left").sort(spec.keys)
         write_parquet(table.select(list(schema)).cast(schema), path)
     keys = pl.struct(spec.keys) if len(spec.keys) > 1 else pl.col(spec.keys[0])
     stats = (
