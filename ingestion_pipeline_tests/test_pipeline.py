@@ -57,7 +57,7 @@ def test_day_loads_valid_records_rejects_bad_ones_and_reconciles(settings, landi
         "partially_loaded", 6, 2, 3, 1,
     )
     assert row["rows_read"] == row["rows_loaded"] + row["rows_rejected"] + row["rows_duplicate"]
-    assert row["first_error"] == "line 4: invalid_json: record is not valid JSON"
+    assert row["first_error"] == "line 4: invalid_json: record is not valid JSON: Expecting property name enclosed in double quotes at column 2"
 
 
 def test_later_file_wins_over_earlier_for_same_event_id(settings, landing, warehouse):
