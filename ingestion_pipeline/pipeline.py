@@ -334,17 +334,20 @@ def ingest_partition(
         prior = read_ledger(warehouse, ["file_id", "sha256", "status", "landed_at", "file", "stream", "landing_date"]).filter(
             ~((pl.col("stream") == stream) & (pl.col("landing_date") == day))
         )
-        originals = {
-            sha: (landed, path)
-            for sha, landed, path in prior.filter(pl.col("status").is_in(LOADED_STATUSES))
-            .select("sha256", "landed_at", "file")
-            .iter_rows()
-        }
+        # Content already loaded from the same folder (another folder maps the same
+        # bytes differently, so it is not a duplicate): its first version wins.
+        originals: dict[tuple[str, str], tuple] = {}
+        for sha, landed, path in (
+            prior.filter(pl.col("status").is_in(LOADED_STATUSES)).select("sha256", "landed_at", "file").iter_rows()
+        ):
+            ident = (_folder(path), sha)
+            originals[ident] = min(originals.get(ident, (landed, path)), (landed, path))
         rows, loaded = [], []
         for s in ordered:
             row = dict(s.row)
             sha = row["sha256"]
-            original = originals.get(sha) if sha else None
+            ident = (_folder(row["file"]), sha)
+            original = originals.get(ident) if sha else None
             if original and original < (row["landed_at"], row["file"]) and row["status"] in LOADED_STATUSES:
                 row.update(
                     status="skipped_duplicate",
@@ -355,7 +358,7 @@ def ingest_partition(
                     first_error=f"same content (sha256 {sha[:12]}) as already loaded {original[1]}",
                 )
             elif row["status"] in LOADED_STATUSES:
-                originals.setdefault(sha, (row["landed_at"], row["file"]))
+                originals.setdefault(ident, (row["landed_at"], row["file"]))
                 loaded.append(s)
             rows.append(row)
         batch_dir = warehouse.batch_dir(stream, day.isoformat())
@@ -370,6 +373,10 @@ def ingest_partition(
         )
         write_segment(warehouse, stream, day, rows)
     return PartitionReport(stream, day, rows, errors)
+
+
+def _folder(path: str) -> str:
+    return path.partition("/")[0]
 
 
 def _write_concat(parts: list[Path], path: Path, schema: dict) -> None:
