@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Iterator
 
 import duckdb
@@ -30,10 +31,6 @@ from .streams import FeedSpec
 QUOTE, COMMA, NL, CR = ord('"'), ord(","), ord("\n"), ord("\r")
 BATCH_SCHEMA = LINE_SCHEMA | {"json": pl.String}
 MAX_SLOW_PASSES = 8  # per buffer; past that the rest of the buffer stays on the error path
-
-
-def _sql_str(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _reject(line: int, raw: str, rule: str, message: str) -> tuple:
@@ -51,7 +48,6 @@ class CsvRecords:
         self.feed = feed
         self.header: list[str] | None = None
         self.con = duckdb.connect()
-        self._json_sql = ""
 
     # -- header -----------------------------------------------------------------
 
@@ -87,31 +83,6 @@ class CsvRecords:
                 f"{', '.join(repr(c) for c in missing)} missing from the CSV header (columns: {', '.join(names)})",
             )
         self.header = names
-        self._json_sql = self._build_json_sql(names)
-
-    def _build_json_sql(self, names: list[str]) -> str:
-        """DuckDB expression: the row's non-empty cells as a JSON object. The
-        properties column (if any) is embedded as JSON when its cell is JSON."""
-        props = self.feed.properties_field
-        props_src = props.source if props is not None else None
-        entries = [f"struct_pack(k := {_sql_str(n)}, v := c{i})" for i, n in enumerate(names) if n != props_src]
-        cells = (
-            f"to_json(map_from_entries(list_filter([{', '.join(entries)}], lambda e: e.v IS NOT NULL AND e.v <> '')))::VARCHAR"
-            if entries
-            else "'{}'"
-        )
-        if props_src is None:
-            return cells
-        key = _sql_str('"' + props_src.replace("\\", "\\\\").replace('"', '\\"') + '":')
-        if props_src in names:
-            p = f"c{names.index(props_src)}"
-            value = f"CASE WHEN {p} IS NULL OR {p} = '' THEN '{{}}' WHEN json_valid({p}) THEN {p} ELSE to_json({p})::VARCHAR END"
-        else:
-            value = "'{}'"  # no properties column: the non-standard columns are the properties
-        return (
-            f"CASE WHEN {cells} = '{{}}' THEN '{{' || {key} || {value} || '}}' "
-            f"ELSE substr({cells}, 1, length({cells}) - 1) || ',' || {key} || {value} || '}}' END"
-        )
 
     # -- reading ----------------------------------------------------------------
 
@@ -208,17 +179,18 @@ class CsvRecords:
         rec_of = np.searchsorted(ends, top, side="left")
         in_rec = (rec_of < len(starts)) & (top >= starts[np.minimum(rec_of, len(starts) - 1)])
         fields = np.bincount(rec_of[in_rec], minlength=len(starts)) + 1
-        # Raw text of every record.
+        # Raw text of every record: the records are contiguous in the buffer, so
+        # one offsets array over it (zero copy); each value keeps its line end.
+        offsets = np.concatenate((starts, [min(int(ends[-1]) + 1, len(arr))])).astype(np.int64)
         spans = pa.Array.from_buffers(
-            pa.large_binary(),
-            len(starts),
-            [None, pa.py_buffer(np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)), pa.py_buffer(_gather(arr, starts, ends))],
+            pa.large_binary(), len(starts), [None, pa.py_buffer(offsets - offsets[0]), pa.py_buffer(arr[offsets[0] : offsets[-1]])]
         )
         frame = pl.DataFrame({"line": lines.astype(np.int64), "bytes": pl.from_arrow(spans), "fields": fields, "len": lengths})
         try:
             text = frame["bytes"].cast(pl.String)
         except pl.exceptions.ComputeError:
             text = pl.Series([_decode(b) for b in frame["bytes"].to_list()], dtype=pl.String)
+        text = text.str.strip_suffix("\n").str.strip_suffix("\r")
         frame = frame.with_columns(raw=text).drop("bytes")
         frame = frame.filter(pl.col("raw").is_null() | (pl.col("raw").str.strip_chars().str.len_bytes() > 0))
         frame = frame.with_columns(
@@ -254,8 +226,36 @@ class CsvRecords:
         return pl.concat([self._with_json(good.select("line", "raw", "error", "message"), cells), bad]).cast(BATCH_SCHEMA)
 
     def _with_json(self, records: pl.DataFrame, cells: pl.DataFrame) -> pl.DataFrame:
-        rows = pl.concat([records, cells], how="horizontal")  # noqa: F841 (DuckDB reads it)
-        return self.con.sql(f"SELECT line, raw, error, message, {self._json_sql} AS json FROM rows").pl()
+        """Adds `json`: the row's non-empty cells as a JSON object of strings. The
+        properties column (if any) is embedded as JSON when its cell is JSON; a
+        feed with a properties object always gets one (`{}` without the column)."""
+        props = self.feed.properties_field
+        props_src = props.source if props is not None else None
+        parts = []
+        for i, name in enumerate(self.header):
+            cell = pl.col(f"c{i}")
+            if name == props_src:
+                continue
+            encoded = pl.struct(cell.alias(name)).struct.json_encode()
+            parts.append(pl.when(cell.is_not_null() & (cell != "")).then(encoded.str.slice(1, encoded.str.len_chars() - 2)))
+        if props_src is not None:
+            value = pl.lit("{}")
+            if props_src in self.header:
+                col = f"c{self.header.index(props_src)}"
+                is_json = self.con.sql(f"SELECT coalesce(json_valid({col}), false) AS ok FROM cells").pl()["ok"]
+                cells = cells.with_columns(_is_json=is_json)
+                cell = pl.col(col)
+                encoded = pl.struct(cell.alias("v")).struct.json_encode()  # {"v":"..."}
+                value = (
+                    pl.when(cell.is_null() | (cell == ""))
+                    .then(pl.lit("{}"))
+                    .when("_is_json")
+                    .then(cell)
+                    .otherwise(encoded.str.slice(5, encoded.str.len_chars() - 6))
+                )
+            parts.append(pl.concat_str(pl.lit(json.dumps(props_src) + ":"), value))
+        doc = pl.concat_str(pl.lit("{"), pl.concat_str(parts, separator=",", ignore_nulls=True), pl.lit("}"))
+        return pl.concat([records, cells], how="horizontal").select(*records.columns, json=doc)
 
     def _rows_frame(self, rows: list[tuple]) -> pl.DataFrame:
         """Error-path records: (line, raw, error, message, fields | None)."""
@@ -338,16 +338,6 @@ def _decode(b: bytes) -> str | None:
         return b.decode("utf-8")
     except UnicodeDecodeError:
         return None
-
-
-def _gather(arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bytes:
-    """The bytes of every [start, end) span, concatenated (vectorised)."""
-    lengths = ends - starts
-    total = int(lengths.sum())
-    if total == 0:
-        return b""
-    idx = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths) + np.arange(total)
-    return arr[idx].tobytes()
 
 
 def _join_lines(raw: pl.Series) -> bytes:

@@ -165,18 +165,34 @@ class JsonParser:
         drifted = parsed.filter((pl.col("drift").list.len() > 0) & (pl.col(f"{props}__type") == "OBJECT"))
         if drifted.is_empty():
             return parsed
+        # Fast path: drop the known keys from the record (a JSON merge patch with
+        # nulls), then lay the properties object over the rest. Exact unless the
+        # properties hold a null (a patch would drop it) or share a key with the
+        # unknown fields (a patch would merge nested objects): those take the slow path.
+        drop_known = json.dumps(dict.fromkeys(self.feed.known_keys))
         merged = self.con.sql(
             f"""
-            WITH cells AS (
-              SELECT d.line, e.key, e.value, 0 AS pri FROM drifted d, json_each(d.doc) e WHERE list_contains(d.drift, e.key)
-              UNION ALL
-              SELECT d.line, e.key, e.value, 1 AS pri FROM drifted d, json_each(d.{props}) e
-            )
-            SELECT line, json_group_object(key, value)::VARCHAR AS merged
-            FROM (SELECT line, key, arg_max(value, pri) AS value FROM cells GROUP BY line, key)
-            GROUP BY line
-            """
+            SELECT line, CASE WHEN NOT contains({props}, 'null') AND NOT list_has_any(drift, json_keys({props}))
+              THEN json_merge_patch(json_merge_patch(doc, $drop), {props})::VARCHAR END AS merged
+            FROM drifted
+            """,
+            params={"drop": drop_known},
         ).pl()
+        slow = drifted.join(merged.filter(pl.col("merged").is_null()), on="line", how="semi")
+        if slow.height:
+            exact = self.con.sql(
+                f"""
+                WITH cells AS (
+                  SELECT d.line, e.key, e.value, 0 AS pri FROM slow d, json_each(d.doc) e WHERE list_contains(d.drift, e.key)
+                  UNION ALL
+                  SELECT d.line, e.key, e.value, 1 AS pri FROM slow d, json_each(d.{props}) e
+                )
+                SELECT line, json_group_object(key, value)::VARCHAR AS merged
+                FROM (SELECT line, key, arg_max(value, pri) AS value FROM cells GROUP BY line, key)
+                GROUP BY line
+                """
+            ).pl()
+            merged = pl.concat([merged.filter(pl.col("merged").is_not_null()), exact])
         return (
             parsed.join(merged, on="line", how="left")
             .with_columns(pl.coalesce("merged", props).alias(props))
