@@ -21,7 +21,7 @@ NON_STANDARD_NUMBER = r"(?:^|[\[:,]\s*)-?(?:NaN|Infinity)\s*(?:[,\]}]|$)"
 def _select_list(feed: FeedSpec) -> str:
     """Extraction from `doc` (the record as a JSON object): each field's text and
     JSON type, the discriminator, and `drift` (top-level keys that are not fields)."""
-    cols = ["line", "raw", "error", "message"]
+    cols = []
     for f in feed.fields:
         path = f"'$.\"{f.source}\"'"
         if f.kind == "properties":
@@ -34,9 +34,16 @@ def _select_list(feed: FeedSpec) -> str:
         cols.append(f"'{{}}' AS {feed.properties_column}, 'OBJECT' AS {feed.properties_column}__type")
     if feed.discriminator:
         cols.append(f"json_extract_string(doc, '$.\"{feed.discriminator[0]}\"') AS _discriminator")
+    repeated = ["len(json_keys(doc)) <> len(list_distinct(json_keys(doc)))"]
+    if feed.properties_field is not None:
+        path = f"'$.\"{feed.properties_field.source}\"'"
+        repeated.append(
+            f"(json_type(doc, {path}) = 'OBJECT' AND len(json_keys(doc, {path})) <> len(list_distinct(json_keys(doc, {path}))))"
+        )
+    # Exact but costly, so only for records that polars flagged as candidates.
+    cols.append(f"CASE WHEN _maybe_repeated THEN coalesce({' OR '.join(repeated)}, false) ELSE false END AS _repeated_keys")
     known = ", ".join("'" + k.replace("'", "''") + "'" for k in feed.known_keys)
     cols.append(f"list_filter(json_keys(doc), lambda k: k NOT IN ({known})) AS drift")
-    cols.append("doc")
     return ", ".join(cols)
 
 
@@ -92,13 +99,15 @@ class JsonParser:
 
     def parse(self, lines: pl.DataFrame) -> pl.DataFrame:
         """Adds the stream's fields (text + JSON type) to each record; records that
-        are not JSON objects get `error` = invalid_json / not_an_object."""
+        are not JSON objects get `error` = invalid_json / not_an_object.
+
+        DuckDB computes new columns only; they are stacked next to the input
+        (DuckDB keeps row order), so the record text is never copied back."""
         con = self.con
-        doc = "coalesce(json, raw)" if "json" in lines.columns else "raw"
-        checked = con.sql(
-            f"SELECT line, raw, error, message, {doc} AS doc, CASE WHEN error IS NULL THEN json_valid({doc}) END AS valid FROM lines"
-        ).pl()
-        checked = checked.with_columns(
+        lines = lines.with_columns(doc=pl.col("json") if "json" in lines.columns else pl.col("raw")).drop("json", strict=False)
+        docs = lines.select("doc", "error")  # noqa: F841 (DuckDB reads it)
+        valid = con.sql("SELECT CASE WHEN error IS NULL THEN json_valid(doc) END AS valid FROM docs").pl()
+        checked = pl.concat([lines, valid], how="horizontal").with_columns(
             is_object=pl.col("valid") & pl.col("doc").str.strip_chars_start().str.starts_with("{"),
             suspicious=pl.col("valid") & pl.col("doc").str.contains(NON_STANDARD_NUMBER),
         )
@@ -135,28 +144,30 @@ class JsonParser:
                 .with_columns(message=pl.coalesce(pl.format("{}: {}", "message", "why"), "message"))
                 .drop("why")
             )
-        objects = self._dedupe_keys(checked.filter(pl.col("error").is_null()).select("line", "raw", "error", "message", "doc"))  # noqa: F841 (DuckDB reads it)
+        # A record can repeat a key only if some key's quoted name occurs twice.
+        maybe = pl.any_horizontal(pl.col("doc").str.count_matches(json.dumps(k), literal=True) > 1 for k in self.feed.known_keys)
+        objects = checked.filter(pl.col("error").is_null()).select("line", "raw", "error", "message", "doc", _maybe_repeated=maybe)
         failed = checked.filter(pl.col("error").is_not_null()).select("line", "raw", "error", "message")
-        parsed = con.sql(f"SELECT {self._select} FROM objects").pl()
-        parsed = self._merge_drift(parsed).drop("doc")
+        parsed = self._extract(objects)
+        parsed = parsed.with_columns(
+            _repeated_keys=pl.col("_repeated_keys") | (pl.col("drift").list.len() > pl.col("drift").list.n_unique())
+        )
+        if parsed["_repeated_keys"].any():
+            # Error path: a key repeated in one object; the last occurrence wins
+            # (as in JavaScript and Python), so those records are rewritten.
+            repeated = parsed.filter("_repeated_keys")
+            rewritten = repeated.select(
+                "line", "raw", "error", "message",
+                doc=pl.Series([_last_key_wins(d) for d in repeated["doc"]], dtype=pl.String),
+                _maybe_repeated=pl.lit(False),
+            )
+            parsed = pl.concat([parsed.filter(~pl.col("_repeated_keys")), self._extract(rewritten)]).sort("line")
+        parsed = self._merge_drift(parsed.drop("_repeated_keys")).drop("doc", "_maybe_repeated")
         return pl.concat([parsed, failed], how="diagonal_relaxed").sort("line")
 
-    def _dedupe_keys(self, objects: pl.DataFrame) -> pl.DataFrame:
-        """A key repeated at the top level or in the properties object: the last
-        occurrence wins. Found in DuckDB; only those records are rewritten."""
-        props = self.feed.properties_field
-        checks = ["len(json_keys(doc)) <> len(list_distinct(json_keys(doc)))"]
-        if props is not None:
-            path = f"'$.\"{props.source}\"'"
-            checks.append(
-                f"(json_type(doc, {path}) = 'OBJECT' AND len(json_keys(doc, {path})) <> len(list_distinct(json_keys(doc, {path}))))"
-            )
-        repeated = self.con.sql(f"SELECT line FROM objects WHERE {' OR '.join(checks)}").pl()["line"]
-        if repeated.is_empty():
-            return objects
-        fixed = objects.filter(pl.col("line").is_in(repeated.implode()))
-        fixed = fixed.with_columns(doc=pl.Series([_last_key_wins(d) for d in fixed["doc"]], dtype=pl.String))
-        return pl.concat([objects.filter(~pl.col("line").is_in(repeated.implode())), fixed]).sort("line")
+    def _extract(self, objects: pl.DataFrame) -> pl.DataFrame:
+        docs = objects.select("doc", "_maybe_repeated")  # noqa: F841 (DuckDB reads it)
+        return pl.concat([objects, self.con.sql(f"SELECT {self._select} FROM docs").pl()], how="horizontal")
 
     def _merge_drift(self, parsed: pl.DataFrame) -> pl.DataFrame:
         """Unknown top-level fields are kept: merged into the record's properties
