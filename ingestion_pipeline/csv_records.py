@@ -142,7 +142,9 @@ class CsvRecords:
                 return pos + done, out  # an incomplete record: wait for the next read
             # Error path: from the first record that is not well formed, line by line.
             passes += 1
-            stop_at = pos + first_bad if first_bad is not None and passes < MAX_SLOW_PASSES else None
+            # Back to the fast path right after the malformed record (or, for an
+            # unterminated quote, right after its first line).
+            stop_at = pos + (first_bad if first_bad is not None else done) if passes < MAX_SLOW_PASSES else None
             first_line = base_line + int(np.count_nonzero(nl < done))
             rows, used = self._slow_records(data, pos + done, first_line, eof, stop_at)
             if rows:
@@ -188,10 +190,15 @@ class CsvRecords:
         frame = pl.DataFrame({"line": lines.astype(np.int64), "bytes": pl.from_arrow(spans), "fields": fields, "len": lengths})
         try:
             text = frame["bytes"].cast(pl.String)
-        except pl.exceptions.ComputeError:
-            text = pl.Series([_decode(b) for b in frame["bytes"].to_list()], dtype=pl.String)
+            lossy = pl.lit(None, pl.String)
+        except pl.exceptions.ComputeError:  # error path: find the records that are not UTF-8
+            raw = frame["bytes"].to_list()
+            decoded = [_decode(b) for b in raw]
+            text = pl.Series(decoded, dtype=pl.String)
+            lossy = pl.Series([b.decode("utf-8", "replace") if d is None else None for d, b in zip(decoded, raw)], dtype=pl.String)
+            lossy = lossy.str.strip_suffix("\n").str.strip_suffix("\r")
         text = text.str.strip_suffix("\n").str.strip_suffix("\r")
-        frame = frame.with_columns(raw=text).drop("bytes")
+        frame = frame.with_columns(raw=text, lossy=lossy).drop("bytes")
         frame = frame.filter(pl.col("raw").is_null() | (pl.col("raw").str.strip_chars().str.len_bytes() > 0))
         frame = frame.with_columns(
             error=pl.when(pl.col("len") > self.limit)
@@ -209,7 +216,7 @@ class CsvRecords:
         )
         good = frame.filter(pl.col("error").is_null())
         bad = frame.filter(pl.col("error").is_not_null()).select(
-            "line", pl.col("raw").str.slice(0, RAW_PREVIEW_CHARS), "error", "message", json=pl.lit(None, pl.String)
+            "line", pl.coalesce("raw", "lossy").str.slice(0, RAW_PREVIEW_CHARS), "error", "message", json=pl.lit(None, pl.String)
         )
         if good.is_empty():
             return bad.cast(BATCH_SCHEMA)
@@ -296,15 +303,19 @@ class CsvRecords:
             if not text.strip():
                 i += 1
                 continue
-            record, j = text, i
-            while record.count('"') % 2 and j + 1 < complete and len(record) <= self.limit:
+            parts, j, size, quotes = [text], i, len(text), text.count('"')
+            while quotes % 2 and j + 1 < complete and size <= self.limit:
                 nxt = _decode(pieces[j + 1])
                 if nxt is None:
                     break
                 j += 1
-                record += "\n" + nxt.rstrip("\r")
-            if record.count('"') % 2 and j + 1 >= complete and not eof and len(record) <= self.limit:
+                nxt = nxt.rstrip("\r")
+                parts.append(nxt)
+                size += len(nxt) + 1
+                quotes += nxt.count('"')
+            if quotes % 2 and j + 1 >= complete and not eof and size <= self.limit:
                 break  # the record continues in the next read
+            record = "\n".join(parts)
             fields = _parse_one(record) if j > i else None
             if fields is not None and len(fields) == width:
                 rows.append((line, record, None, None, fields))

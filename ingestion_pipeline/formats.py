@@ -132,14 +132,21 @@ def _lines_frame(first_line: int, data: bytes, ends: np.ndarray, max_record_byte
         text = frame["bytes"].cast(pl.String)
     except pl.exceptions.ComputeError:
         # Error path: at least one line is not UTF-8; decode line by line to find it.
-        text = pl.Series([_decode_or_none(b) for b in frame["bytes"].to_list()], dtype=pl.String)
+        raw = frame["bytes"].to_list()
+        decoded = [_decode_or_none(b) for b in raw]
+        text = pl.Series(decoded, dtype=pl.String)
+        # The raw text of a line that is not UTF-8, with U+FFFD for the bad bytes.
+        lossy = [b[: RAW_PREVIEW_CHARS * 4].decode("utf-8", "replace") if d is None else None for d, b in zip(decoded, raw)]
+        frame = frame.with_columns(lossy=pl.Series(lossy, dtype=pl.String))
+    else:
+        frame = frame.with_columns(lossy=pl.lit(None, pl.String))
     frame = frame.with_columns(text=text).drop("bytes")
     too_large = pl.col("len") > max_record_bytes
     bad_utf8 = pl.col("text").is_null()
     return frame.select(
         "line",
         raw=pl.when(bad_utf8)
-        .then(pl.lit(None, pl.String))
+        .then(pl.col("lossy"))
         .otherwise(pl.col("text").str.slice(0, pl.when(too_large).then(RAW_PREVIEW_CHARS).otherwise(None)))
         .str.strip_suffix("\n")
         .str.strip_suffix("\r"),
@@ -151,7 +158,7 @@ def _lines_frame(first_line: int, data: bytes, ends: np.ndarray, max_record_byte
         .then(pl.format("record of {} bytes exceeds the limit of {} bytes (INGEST_MAX_RECORD_BYTES)", "len", pl.lit(max_record_bytes)))
         .when(bad_utf8)
         .then(pl.lit("line is not valid UTF-8")),
-    ).filter(pl.col("raw").str.strip_chars().str.len_bytes().fill_null(1) > 0)
+    ).filter(pl.col("error").is_not_null() | (pl.col("raw").str.strip_chars().str.len_bytes() > 0))
 
 
 def _decode_or_none(b: bytes) -> str | None:
@@ -263,12 +270,13 @@ def iter_document_records(doc: bytes, path: str, stream: str, max_record_bytes: 
 
 
 SNIFF_BYTES = 8192
-UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# UTF-32 first: its little-endian mark starts with UTF-16's.
+OTHER_ENCODING_BOMS = (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00", b"\xff\xfe", b"\xfe\xff")
 
 
 def _sniff(head: bytes, path: str) -> None:
     """Whole-file rejections decided by the first bytes: other encodings, binary."""
-    if head.startswith(UTF16_BOMS):
+    if head.startswith(OTHER_ENCODING_BOMS):
         raise FileRejected(
             "unsupported_encoding", f"{path}: file is UTF-16 or UTF-32 encoded (byte-order mark); only UTF-8 is accepted"
         )
@@ -293,7 +301,16 @@ def iter_records(reader: DecodedReader, fmt: FileFormat, settings: Settings, pat
         return
     head = head.removeprefix(UTF8_BOM)
     if fmt.name == "json":
-        head += reader.read(settings.max_document_bytes + 1 - len(head))
+        # Read in batches so the decoded-size cap stops a gzip bomb early.
+        parts, size = [head], len(head)
+        while size <= settings.max_document_bytes:
+            more = reader.read(min(settings.batch_bytes, settings.max_document_bytes + 1 - size))
+            if not more:
+                break
+            parts.append(more)
+            size += len(more)
+        head = b"".join(parts)
+        del parts
         if len(head) <= settings.max_document_bytes:
             records = iter_document_records(head, path, feed.stream.name, settings.max_record_bytes)
             if records is not None:

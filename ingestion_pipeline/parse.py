@@ -15,7 +15,9 @@ import polars as pl
 
 from .streams import FeedSpec, StreamSpec, as_feed
 
-NON_STANDARD_NUMBER = r"(?:^|[\[:,]\s*)-?(?:NaN|Infinity)\s*(?:[,\]}]|$)"
+# What DuckDB's JSON reader accepts beyond strict JSON: NaN / Infinity in any case
+# and trailing commas. A record matching this is checked by Python's json module.
+NON_STANDARD_JSON = r"(?i)(?:^|[\[:,]\s*)[-+]?(?:nan|inf(?:inity)?)\s*(?:[,\]}]|$)|,\s*[\]}]"
 
 
 def _select_list(feed: FeedSpec) -> str:
@@ -47,30 +49,23 @@ def _select_list(feed: FeedSpec) -> str:
     return ", ".join(cols)
 
 
-def _strict_json_error(raw: str) -> str | None:
-    """Error path: confirm that a suspicious line really uses NaN/Infinity."""
+def _json_error(doc: str | None) -> str | None:
+    """Error path: why a record is not strict JSON (RFC 8259), with the column;
+    None when it is. Also the judge of records DuckDB accepts but JSON does not
+    (NaN, Infinity, trailing commas)."""
 
     def reject(constant: str):
         raise ValueError(f"{constant} is not valid JSON")
 
-    try:
-        json.loads(raw, parse_constant=reject)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-def _json_error(doc: str | None) -> str | None:
-    """Error path: the JSON decoder's reason and column for an invalid record."""
     if doc is None:
         return None
     try:
-        json.loads(doc)
+        json.loads(doc, parse_constant=reject)
     except RecursionError:
         return "nested too deeply"
+    except json.JSONDecodeError as exc:
+        return f"{exc.msg} at column {exc.colno}"
     except ValueError as exc:
-        if isinstance(exc, json.JSONDecodeError):
-            return f"{exc.msg} at column {exc.colno}"
         return str(exc)
     return None
 
@@ -109,13 +104,13 @@ class JsonParser:
         valid = con.sql("SELECT CASE WHEN error IS NULL THEN json_valid(doc) END AS valid FROM docs").pl()
         checked = pl.concat([lines, valid], how="horizontal").with_columns(
             is_object=pl.col("valid") & pl.col("doc").str.strip_chars_start().str.starts_with("{"),
-            suspicious=pl.col("valid") & pl.col("doc").str.contains(NON_STANDARD_NUMBER),
+            suspicious=pl.col("valid") & pl.col("doc").str.contains(NON_STANDARD_JSON),
         )
         if checked["suspicious"].any():
             strict = {
                 line: err
                 for line, doc in checked.filter("suspicious").select("line", "doc").iter_rows()
-                if (err := _strict_json_error(doc)) is not None
+                if (err := _json_error(doc)) is not None
             }
             bad = pl.col("line").is_in(list(strict))
             checked = checked.with_columns(valid=pl.col("valid") & ~bad, is_object=pl.col("is_object") & ~bad)

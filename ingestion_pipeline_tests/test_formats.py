@@ -235,7 +235,7 @@ def test_oversize_record_in_json_array_document_is_rejected_with_its_position(tm
 def test_invalid_utf8_rejects_that_line_only(tmp_path):
     data = b'{"a":1}\n{"b":"\xff\xfe"}\n{"c":"caf\xc3\xa9"}\n'
     frame = _read_all(tmp_path, "a.jsonl", data)
-    assert _rows(frame) == [(1, '{"a":1}', None), (2, None, "invalid_utf8"), (3, '{"c":"café"}', None)]
+    assert _rows(frame) == [(1, '{"a":1}', None), (2, '{"b":"\ufffd\ufffd"}', "invalid_utf8"), (3, '{"c":"café"}', None)]
     assert frame["message"].to_list() == [None, "line is not valid UTF-8", None]
 
 
@@ -358,7 +358,7 @@ def test_json_file_with_a_single_object_is_one_record(tmp_path):
 
 def test_json_file_of_lines_with_invalid_utf8_rejects_only_that_line(tmp_path):
     data = b'{"a":1}\n{"b":"\xff"}\n{"c":2}'
-    assert _rows(_read_all(tmp_path, "a.json", data)) == [(1, '{"a":1}', None), (2, None, "invalid_utf8"), (3, '{"c":2}', None)]
+    assert _rows(_read_all(tmp_path, "a.json", data)) == [(1, '{"a":1}', None), (2, '{"b":"\ufffd"}', "invalid_utf8"), (3, '{"c":2}', None)]
 
 
 def test_empty_json_array_yields_no_records(tmp_path):
