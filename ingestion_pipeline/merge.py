@@ -36,8 +36,8 @@ def current_entities(records: pl.LazyFrame, cells: pl.LazyFrame, key: str | Sequ
     properties merge key by key, newest value per key wins, an explicit JSON null
     removes the key. Lineage columns are the newest record's.
 
-    `cells` holds (keys, _landed_at, _source_file, _source_line, prop, value) with
-    `prop` JSON-encoded and `value` JSON text.
+    `cells` holds (keys, _landed_at, _source_file, _source_line, prop, value, _pos)
+    with `prop` JSON-encoded, `value` JSON text and `_pos` the position in its object.
     """
     keys = _keys(key)
     fields = [c for c in records.collect_schema().names() if c not in keys and c not in VERSION and c != "properties"]
@@ -52,7 +52,7 @@ def current_entities(records: pl.LazyFrame, cells: pl.LazyFrame, key: str | Sequ
         )
     )
     merged_props = (
-        cells.sort([*keys, "prop", *VERSION])
+        cells.sort([*keys, "prop", *VERSION, "_pos"])
         .unique(subset=[*keys, "prop"], keep="last", maintain_order=True)
         .filter(pl.col("value") != "null")
         .group_by(keys)

@@ -253,7 +253,7 @@ def stage_file(
     return StagedFile(final, row, error=raise_later)
 
 
-CELL_SCHEMA = {"_landed_at": UTC_TS, "_source_file": pl.String, "_source_line": pl.Int64, "prop": pl.String, "value": pl.String}
+CELL_SCHEMA = {"_landed_at": UTC_TS, "_source_file": pl.String, "_source_line": pl.Int64, "prop": pl.String, "value": pl.String, "_pos": pl.Int64}
 
 
 def _reject_rows(rejects: pl.DataFrame, file: LandedFile, spec: StreamSpec) -> pl.DataFrame:

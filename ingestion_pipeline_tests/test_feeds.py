@@ -281,3 +281,14 @@ def test_identical_bytes_in_another_folder_are_not_a_duplicate(settings, landing
         ("contact_event/a.jsonl", "loaded"),
     ]
     assert rows(warehouse, "select count(*) from contact_events") == rows(warehouse, "select count(*) from account_events") == [(1,)]
+
+
+def test_a_key_repeated_inside_properties_resolves_to_its_last_copy(settings, landing, warehouse):
+    # Only the properties object repeats a key: no top-level hint, still the last wins.
+    landing.put(
+        "contact/a.jsonl",
+        '{"contact_id":"c1","email":"a@x.com","contact_properties":{"plan":"free","seats":2,"plan":"pro"}}\n',
+        utc(2026, 11, 20, 8),
+    )
+    ingest_all(settings, landing)
+    assert rows(warehouse, "select properties from contacts") == [('{"plan":"pro","seats":2}',)]

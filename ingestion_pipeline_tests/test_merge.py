@@ -161,6 +161,7 @@ CELL_SCHEMA = {
     "_source_line": pl.Int64,
     "prop": pl.String,
     "value": pl.String,
+    "_pos": pl.Int64,
 }
 
 # Each version of a contact: (contact_id, email, properties object, landed_at, file, line)
@@ -204,9 +205,9 @@ def _records(versions) -> pl.DataFrame:
 
 def _cells(versions) -> pl.DataFrame:
     rows = [
-        (cid, landed, f, line, json.dumps(key), json.dumps(value, separators=(",", ":")))
+        (cid, landed, f, line, json.dumps(key), json.dumps(value, separators=(",", ":")), pos)
         for cid, _email, props, landed, f, line in versions
-        for key, value in props.items()
+        for pos, (key, value) in enumerate(props.items())
     ]
     return pl.DataFrame(rows, schema=CELL_SCHEMA, orient="row")
 
