@@ -62,7 +62,14 @@ def run_ingest(settings: Settings, echo=click.echo) -> tuple[list[dict], list[st
             raise_on_error=False,
         )
         if not result.success:
-            failures.append(f"run {result.run_id} for landing day {request.partition_key} failed")
+            reasons = [
+                f"{ev.step_key}: {(ev.event_specific_data.error.message or '').strip().splitlines()[0] if ev.event_specific_data.error else 'failed'}"
+                for ev in result.get_step_failure_events()
+            ]
+            failures.append(
+                f"run {result.run_id} for landing day {request.partition_key} failed"
+                + "".join(f"\n  {r}" for r in reasons)
+            )
     wanted = {f.file_id for files in groups.values() for f in files}
     ledger = read_ledger(Warehouse(settings.warehouse_dir)).filter(pl.col("file_id").is_in(list(wanted)))
     return ledger.sort("landed_at", "file").to_dicts(), failures

@@ -31,6 +31,7 @@ from .streams import FeedSpec
 QUOTE, COMMA, NL, CR = ord('"'), ord(","), ord("\n"), ord("\r")
 BATCH_SCHEMA = LINE_SCHEMA | {"json": pl.String}
 MAX_SLOW_PASSES = 8  # per buffer; past that the rest of the buffer stays on the error path
+MALFORMED_MESSAGE = 'unterminated or misplaced double quote (a " inside a field must be doubled: "")'
 
 
 def _reject(line: int, raw: str, rule: str, message: str) -> tuple:
@@ -59,14 +60,16 @@ class CsvRecords:
         try:
             rows = list(csv.reader(io.StringIO(text), strict=True))
         except csv.Error as exc:
-            raise FileRejected("invalid_header", f"{self.path}: line {line}: the header row is not valid CSV ({exc})")
+            why = f"the header row is not valid CSV ({exc})"
+            if "\r" in text:
+                why = "lines end with CR only; CSV lines must end with LF or CRLF"
+            raise FileRejected("invalid_header", f"{self.path}: line {line}: {why}")
         names = [n.strip() for n in rows[0]] if len(rows) == 1 else []
-        if not names:
+        if not names or not any(names):
             raise FileRejected("invalid_header", f"{self.path}: line {line}: the header row is not valid CSV")
-        if "" in names:
-            raise FileRejected(
-                "invalid_header", f"{self.path}: line {line}: column {names.index('') + 1} of the header has no name"
-            )
+        # An unnamed column (a trailing comma from a spreadsheet export): its cells,
+        # if any, become the property `column_<n>`.
+        names = [n or f"column_{i}" for i, n in enumerate(names, 1)]
         seen: dict[str, int] = {}
         for i, name in enumerate(names, 1):
             if name in seen:
@@ -126,7 +129,10 @@ class CsvRecords:
                 if len(starts) == 0:
                     if first_bad is None and not eof and len(arr) <= self.limit:
                         return pos, out  # the header row is not complete yet
-                    raise FileRejected("invalid_header", f"{self.path}: line 1: the header row is not valid CSV")
+                    why = "the header row is not valid CSV"
+                    if NL not in arr[: self.limit] and CR in arr[: self.limit]:
+                        why = "lines end with CR only; CSV lines must end with LF or CRLF"
+                    raise FileRejected("invalid_header", f"{self.path}: line 1: {why}")
                 self._set_header(base_line, bytes(arr[starts[0] : ends[0]]))
                 if len(starts) == 1:
                     pos += min(len(arr), int(ends[0]) + 1)
@@ -166,7 +172,8 @@ class CsvRecords:
         opening = (ordinal & 1) == 0
         prev_is_quote = np.concatenate(([False], qpos[1:] == qpos[:-1] + 1))
         ok_open = (prev == COMMA) | (prev == NL) | prev_is_quote
-        ok_close = (nxt == COMMA) | (nxt == NL) | (nxt == CR) | (nxt == QUOTE)
+        after_cr = np.where(qpos + 2 < n, arr[np.minimum(qpos + 2, n - 1)], NL)  # CR only as part of CRLF
+        ok_close = (nxt == COMMA) | (nxt == NL) | ((nxt == CR) & (after_cr == NL)) | (nxt == QUOTE)
         bad = np.flatnonzero(np.where(opening, ~ok_open, ~ok_close))
         return int(qpos[bad[0]]) if len(bad) else None
 
@@ -220,16 +227,27 @@ class CsvRecords:
         )
         if good.is_empty():
             return bad.cast(BATCH_SCHEMA)
-        cells = pl.read_csv(
-            io.BytesIO(_join_lines(good["raw"])),
-            has_header=False,
-            new_columns=[f"c{i}" for i in range(width)],
-            schema={f"c{i}": pl.String for i in range(width)},
-            quote_char='"',
-            raise_if_empty=False,
-        )
-        if cells.height != good.height:  # the fast path and polars disagree: a bug, not bad input
-            raise RuntimeError(f"{self.path}: CSV parser found {cells.height} rows where {good.height} were expected")
+        try:
+            cells = pl.read_csv(
+                io.BytesIO(_join_lines(good["raw"])),
+                has_header=False,
+                new_columns=[f"c{i}" for i in range(width)],
+                schema={f"c{i}": pl.String for i in range(width)},
+                quote_char='"',
+                raise_if_empty=False,
+            )
+        except pl.exceptions.PolarsError:
+            cells = None
+        if cells is None or cells.height != good.height:
+            # polars reads these records differently from the fast path's
+            # boundaries: parse each record on its own (error path).
+            rows = [
+                (line, raw, None, None, fields) if fields is not None and len(fields) == width
+                else _reject(line, raw, "malformed_csv", MALFORMED_MESSAGE)
+                for line, raw in good.select("line", "raw").iter_rows()
+                for fields in [_parse_one(raw)]
+            ]
+            return pl.concat([self._rows_frame(rows), bad.cast(BATCH_SCHEMA)]).sort("line")
         return pl.concat([self._with_json(good.select("line", "raw", "error", "message"), cells), bad]).cast(BATCH_SCHEMA)
 
     def _with_json(self, records: pl.DataFrame, cells: pl.DataFrame) -> pl.DataFrame:
@@ -326,7 +344,7 @@ class CsvRecords:
             else:
                 fields = _parse_one(text)
                 if fields is None:
-                    rows.append(_reject(line, text, "malformed_csv", 'unterminated or misplaced double quote (a " inside a field must be doubled: "")'))
+                    rows.append(_reject(line, text, "malformed_csv", MALFORMED_MESSAGE))
                 elif len(fields) != width:
                     rows.append(_reject(line, text, "wrong_field_count", f"row has {len(fields)} fields but the header has {width}"))
                 else:

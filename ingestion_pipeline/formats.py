@@ -222,7 +222,7 @@ def iter_line_batches(reader: DecodedReader, settings: Settings, head: bytes = b
             line_no += len(ends)
 
 
-def iter_document_records(doc: bytes, path: str, stream: str, max_record_bytes: int) -> pl.DataFrame | None:
+def iter_document_records(doc: bytes, path: str, accepted: tuple[str, ...], max_record_bytes: int) -> pl.DataFrame | None:
     """Records of a `.json` document (an array, or the upload payload
     {"stream": ..., "data": [...]}), or None when the text is JSON lines instead."""
     text = _decode_or_none(doc)
@@ -243,10 +243,11 @@ def iter_document_records(doc: bytes, path: str, stream: str, max_record_bytes: 
                 return None  # a single JSON object: one line of JSON lines
             if data_type != "ARRAY":
                 raise FileRejected("invalid_document", f"{path}: field 'data' of the JSON document must be an array")
-            if declared is not None and declared != stream:
+            if declared is not None and declared not in accepted:
                 raise FileRejected(
                     "stream_mismatch",
-                    f"{path}: document declares stream '{declared}' but landed under the '{stream}' folder",
+                    f"{path}: document declares stream '{declared}' but landed under the '{path.partition('/')[0]}/' "
+                    f"folder, which takes '{accepted[0]}' records",
                 )
             path_expr = "$.data"
         else:
@@ -312,7 +313,8 @@ def iter_records(reader: DecodedReader, fmt: FileFormat, settings: Settings, pat
         head = b"".join(parts)
         del parts
         if len(head) <= settings.max_document_bytes:
-            records = iter_document_records(head, path, feed.stream.name, settings.max_record_bytes)
+            # The declared stream may name the stream or the folder (`identify`).
+            records = iter_document_records(head, path, (feed.stream.name, feed.folder), settings.max_record_bytes)
             if records is not None:
                 yield records
                 return

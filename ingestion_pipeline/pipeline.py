@@ -137,9 +137,7 @@ def _track_event_id(valid: pl.DataFrame) -> pl.DataFrame:
 def _group_account(valid: pl.DataFrame) -> pl.DataFrame:
     """group/: the account's domain is the key itself when the key is a domain."""
     from_key = norm.domain(pl.col("account_id__norm"))
-    return valid.with_columns(
-        domain__norm=pl.coalesce(pl.col("domain__norm"), pl.when(norm.is_valid_domain(from_key)).then(from_key))
-    )
+    return valid.with_columns(domain__norm=pl.when(norm.is_valid_domain(from_key)).then(from_key))
 
 
 DERIVATIONS = {"track_event_id": _track_event_id, "group_membership": _group_account}
@@ -375,6 +373,15 @@ def ingest_partition(
     return PartitionReport(stream, day, rows, errors)
 
 
+def _scan_all(files: list[str], schema: dict) -> pl.LazyFrame:
+    """Batches of every day, each cast to the current schema: a column that an
+    older batch lacks (written before it existed) is null there."""
+    return pl.concat(
+        [pl.scan_parquet(f, missing_columns="insert", schema=schema) for f in files] if files else [pl.LazyFrame(schema=schema)],
+        how="vertical",
+    )
+
+
 def _folder(path: str) -> str:
     return path.partition("/")[0]
 
@@ -411,14 +418,14 @@ def build_table(settings: Settings, stream: str) -> TableSummary:
         if not record_files:
             table = pl.LazyFrame(schema=schema)
         elif spec.kind == "event":
-            table = merge.current_events(pl.scan_parquet(record_files), spec.keys)
+            table = merge.current_events(_scan_all(record_files, table_schema_batch(spec)), spec.keys)
         else:
-            cells = pl.scan_parquet(sorted(glob.glob(warehouse.batch_glob(stream, "cells.parquet"))))
-            table = merge.current_entities(pl.scan_parquet(record_files), cells, spec.keys)
+            cells = _scan_all(sorted(glob.glob(warehouse.batch_glob(stream, "cells.parquet"))), CELL_SCHEMA | dict.fromkeys(spec.keys, pl.String))
+            table = merge.current_entities(_scan_all(record_files, table_schema_batch(spec)), cells, spec.keys)
         if "account_id" in spec.extra_columns:
             memberships = sorted(glob.glob(warehouse.batch_glob("account", "memberships.parquet")))
             if memberships:
-                current = merge.current_memberships(pl.scan_parquet(memberships))
+                current = merge.current_memberships(_scan_all(memberships, MEMBERSHIP_SCHEMA))
                 table = table.drop("account_id").join(current, on="contact_id", how="left").sort(spec.keys)
         write_parquet(table.select(list(schema)).cast(schema), path)
     keys = pl.struct(spec.keys) if len(spec.keys) > 1 else pl.col(spec.keys[0])

@@ -206,12 +206,8 @@ FEEDS: dict[str, FeedSpec] = {
     "group": FeedSpec(
         folder="group",
         stream=_ACCOUNT,
-        fields=(
-            FieldSpec("contact_id", "id", "contact_key"),
-            FieldSpec("account_id", "id", "account_key"),
-            FieldSpec("domain", "domain", "domain", required=False),
-        ),
-        extras_are_properties=True,
+        fields=(FieldSpec("contact_id", "id", "contact_key"), FieldSpec("account_id", "id", "account_key")),
+        extras_are_properties=True,  # a `domain` attribute too: the domain comes from the key
         derive="group_membership",  # domain from a domain-like key; contact -> account
     ),
     "crm": FeedSpec(

@@ -75,3 +75,26 @@ def test_missing_landing_or_warehouse_folder_is_a_clear_error(tmp_path):
     assert result.exit_code == 1
     assert f"Error: no warehouse at {tmp_path / 'typo'}: run `ingestion-pipeline ingest` first" in result.output
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_failed_file_fails_the_run_but_the_days_other_files_reach_the_tables(settings, landing, monkeypatch):
+    # A pipeline break on one file cannot be caused for real with valid inputs, so
+    # the track derivation is made to raise (a mock, for this fault only).
+    from ingestion_pipeline import pipeline
+
+    def broken(valid):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setitem(pipeline.DERIVATIONS, "track_event_id", broken)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    landing.put("track/t.jsonl", [{"event_text": "x", "event_timestamp": 1763625600, "contact_key": "u1"}], utc(2026, 11, 20, 8))
+    landing.put("contact_event/e.jsonl", [event("e1", "c1")], utc(2026, 11, 20, 9))
+    runner = CliRunner()
+    args = ["--landing", str(landing.root), "--warehouse", str(settings.warehouse_dir)]
+    result = runner.invoke(main, ["ingest", *args])
+    assert result.exit_code == 1, result.output
+    assert "failed            track/t.jsonl" in result.output
+    assert "RuntimeError: disk on fire" in result.output
+    assert "contact_event_batch: " in result.output  # why the run failed, by step
+    out = runner.invoke(main, ["query", "--warehouse", str(settings.warehouse_dir), "--format", "csv", "select event_id from contact_events"])
+    assert out.output.split() == ["event_id", "e1"]

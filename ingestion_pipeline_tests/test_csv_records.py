@@ -125,7 +125,6 @@ def test_last_record_without_a_newline_and_a_bom_header():
     ("data", "rule", "message"),
     [
         (b"email,contact_key,email\nx,y,z\n", "duplicate_column", "column 'email' appears twice in the header (columns 1 and 3)"),
-        (b"contact_key,,email\n", "invalid_header", "column 2 of the header has no name"),
         (b"contact_key,mail\nu1,a@x.com\n", "missing_column", "required column 'email' missing from the CSV header (columns: contact_key, mail)"),
         (b'contact_key,"email\nu1,a\n', "invalid_header", "the header row is not valid CSV"),
     ],
@@ -146,3 +145,25 @@ def test_properties_column_is_embedded_as_json_and_other_columns_join_it():
         {"contact_id": "c2", "email": "b@x.com", "contact_properties": "not json"},  # then invalid_type
         {"contact_id": "c3", "email": "c@x.com", "contact_properties": {}},
     ]
+
+
+@pytest.mark.parametrize("batch_bytes", [9, 1 << 20])
+def test_a_closing_quote_then_a_lone_cr_is_a_malformed_record_not_a_crash(batch_bytes):
+    frame = read_csv(b'contact_key,email,plan\nabc,a@x.com,""\rz\nu2,b@x.com,"x"\ru3,c@x.com,pro\nu4,d@x.com,ok\n', batch_bytes=batch_bytes)
+    assert rejected(frame) == [(2, "malformed_csv"), (3, "malformed_csv")]
+    assert [(ln, d["contact_key"]) for ln, d in loaded(frame)] == [(4, "u4")]
+
+
+def test_an_unnamed_header_column_from_a_trailing_comma_is_accepted():
+    frame = read_csv(b"contact_key,email,\nu1,a@x.com,\nu2,b@x.com,note\n")
+    assert loaded(frame) == [
+        (2, {"contact_key": "u1", "email": "a@x.com"}),
+        (3, {"contact_key": "u2", "email": "b@x.com", "column_3": "note"}),
+    ]
+
+
+def test_cr_only_line_ends_are_named_in_the_rejection():
+    with pytest.raises(FileRejected) as exc:
+        read_csv(b"contact_key,email\ru1,a@x.com\r")
+    assert exc.value.rule == "invalid_header"
+    assert "lines end with CR only" in exc.value.message

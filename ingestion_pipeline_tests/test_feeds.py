@@ -292,3 +292,36 @@ def test_a_key_repeated_inside_properties_resolves_to_its_last_copy(settings, la
     )
     ingest_all(settings, landing)
     assert rows(warehouse, "select properties from contacts") == [('{"plan":"pro","seats":2}',)]
+
+
+def test_upload_documents_in_legacy_folders_may_name_the_folder_or_the_stream(settings, landing, warehouse):
+    for name, declared in (("a", "identify"), ("b", "contact"), ("c", "account")):
+        doc = {"stream": declared, "data": [{"contact_key": f"k{name}", "email": f"{name}@x.com"}]}
+        landing.put(f"identify/2026/11/20/{name}.json", json.dumps(doc), utc(2026, 11, 20, 8))
+    ingest_all(settings, landing)
+    assert rows(warehouse, "select contact_id from contacts order by 1") == [("ka",), ("kb",)]
+    [(status, error)] = rows(warehouse, "select status, first_error from ingested_files where file like '%c.json'")
+    assert status == "rejected"
+    assert "document declares stream 'account' but landed under the 'identify/' folder, which takes 'contact' records" in error
+
+
+def test_a_domain_attribute_on_a_group_record_is_a_property_and_never_drops_the_membership(settings, landing, warehouse):
+    landing.put("identify/u.jsonl", [{"contact_key": "c9", "email": "c9@x.com"}], utc(2026, 11, 20, 7))
+    landing.put("group/g.jsonl", [{"contact_key": "c9", "account_key": "Not A Domain", "domain": "nope nope"}], utc(2026, 11, 20, 8))
+    ingest_all(settings, landing)
+    assert rows(warehouse, "select contact_id, account_id from contacts") == [("c9", "Not A Domain")]
+    assert rows(warehouse, "select account_id, domain, properties from accounts") == [("Not A Domain", None, '{"domain":"nope nope"}')]
+
+
+def test_batches_written_before_a_new_cells_column_still_build(settings, landing, warehouse):
+    import glob
+
+    import polars as pl
+
+    landing.put("contact/a.jsonl", [{"contact_id": "c1", "email": "a@x.com", "contact_properties": {"p": 1}}], utc(2026, 11, 20, 8))
+    ingest_all(settings, landing)
+    for path in glob.glob(str(settings.warehouse_dir / "_batches" / "contact" / "*" / "cells.parquet")):
+        pl.read_parquet(path).drop("_pos").write_parquet(path)  # as an older release wrote it
+    landing.put("contact/b.jsonl", [{"contact_id": "c2", "email": "b@x.com", "contact_properties": {"q": 2}}], utc(2026, 11, 21, 8))
+    ingest_all(settings, landing, DAY2)
+    assert rows(warehouse, "select contact_id, properties from contacts order by 1") == [("c1", '{"p":1}'), ("c2", '{"q":2}')]

@@ -101,8 +101,13 @@ def make_batch_asset(spec: StreamSpec) -> dg.AssetsDefinition:
                 + (f" first_error={r['first_error']}" if r["first_error"] else "")
             )
         if report.errors:
+            # The day's other files are committed: their records reach the tables
+            # now, although this partition fails until the failed file loads.
+            for fed in tables_fed_by(spec.name):
+                build_table(ingest.settings(), fed.name)
             raise dg.Failure(
-                description=f"{len(report.errors)} file(s) failed and are recorded as `failed`; "
+                description=f"{len(report.errors)} file(s) failed and are recorded as `failed` "
+                "(the day's other files are loaded and in the tables); "
                 "re-materialise this partition after fixing the cause",
                 metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in report.errors))},
             )

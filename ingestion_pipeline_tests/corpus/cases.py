@@ -929,7 +929,27 @@ CASES: list[Case] = [
         "missing_column",
         error_contains="'event_timestamp'",
     ),
-    whole("csv_header_with_an_empty_name", "contact/blank_col.csv", csv_text("contact_id,,email", "c1,x,c1@example.com"), "invalid_header"),
+    Case(
+        # An unnamed column (e.g. a spreadsheet's trailing comma) becomes the property column_<n>.
+        "csv_header_with_an_empty_name",
+        "contact/blank_col.csv",
+        csv_text("contact_id,,email", "c1,x,c1@example.com", "c2,,c2@example.com"),
+        "loaded",
+        (2, 2, 0, 0),
+        None,
+        keys=("c1", "c2"),
+        values=(("select contact_id, properties from contacts order by 1", [("c1", '{"column_2":"x"}'), ("c2", "{}")]),),
+    ),
+    Case(
+        "csv_closing_quote_then_lone_cr",
+        "identify/cr.csv",
+        b'contact_key,email,plan\nabc,a@x.com,""\rz\nu2,b@x.com,pro\n',
+        "partially_loaded",
+        (2, 1, 1, 0),
+        "line 2: malformed_csv",
+        rejects=((2, None, "malformed_csv"),),
+        keys=("u2",),
+    ),
     Case(
         "csv_stray_quote_in_unquoted_field_loads",
         "contact/heights.csv",
