@@ -8,7 +8,7 @@ export INGEST_LANDING_URL ?= data/landing
 export INGEST_WAREHOUSE_DIR ?= data/warehouse
 SQL ?= select status, count(*) as files, sum(rows_loaded) as rows_loaded, sum(rows_rejected) as rows_rejected from ingested_files group by status order by status
 
-.PHONY: venv landing run test ingest query clean
+.PHONY: venv landing run test ingest query bench clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,10 @@ ingest: landing
 
 query: venv
 	$(BIN)/ingestion-pipeline query "$(SQL)"
+
+# Benchmark (not a test): BENCH_EVENTS="1000000 10000000" BENCH_REPS=3 by default; see bench/run.py.
+bench: venv
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(INGEST_WAREHOUSE_DIR) $(DAGSTER_HOME)

@@ -1,16 +1,20 @@
-"""Deterministic synthetic contact_event JSONL.gz: `python bench/generate.py N OUT`.
+"""Deterministic synthetic contact_event JSONL.gz:
+`python bench/generate.py N OUT [--start S] [--seed K]`.
 
-Seeded; about 5% duplicate event ids and 0.5% invalid records, varied properties."""
+Seeded; about 5% duplicate event ids and 0.5% invalid records, varied properties.
+`--start` numbers the events from S, so a second file (another seed) holds new
+events for an incremental batch."""
 
 from __future__ import annotations
 
+import argparse
 import gzip
-import sys
 
 import numpy as np
 import polars as pl
 
 CHUNK = 500_000
+BROKEN = b'{"event_id": "broken", "contact_id": '  # an invalid record: the start of one
 
 
 def chunk_lines(start: int, n: int, rng: np.random.Generator) -> pl.DataFrame:
@@ -40,17 +44,23 @@ def chunk_lines(start: int, n: int, rng: np.random.Generator) -> pl.DataFrame:
     )
     invalid = pl.Series(rng.random(n) < 0.005)
     return frame.select(
-        line=pl.when(invalid).then(pl.lit('{"event_id": "broken", "contact_id": ')).otherwise(line)
+        line=pl.when(invalid).then(pl.lit(BROKEN.decode())).otherwise(line)
     )
 
 
-def main(n: int, out: str) -> None:
-    rng = np.random.default_rng(42)
+def main(n: int, out: str, first: int = 0, seed: int = 42) -> None:
+    rng = np.random.default_rng(seed)
     with gzip.open(out, "wb", compresslevel=1) as fh:
-        for start in range(0, n, CHUNK):
-            lines = chunk_lines(start, min(CHUNK, n - start), rng)
+        for start in range(first, first + n, CHUNK):
+            lines = chunk_lines(start, min(CHUNK, first + n - start), rng)
             fh.write(("\n".join(lines["line"].to_list()) + "\n").encode())
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2])
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("n", type=int)
+    parser.add_argument("out")
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    main(args.n, args.out, args.start, args.seed)
