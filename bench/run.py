@@ -66,7 +66,10 @@ def land(landing: Path, src: Path, name: str, landed_at: datetime) -> None:
     dest = landing / "contact_event" / name
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not dest.exists():
-        os.link(src, dest) if src.stat().st_dev == dest.parent.stat().st_dev else shutil.copy(src, dest)
+        try:
+            os.link(src, dest)  # no copy of a multi-GB file when one can be avoided
+        except OSError:
+            shutil.copy(src, dest)
     ts = landed_at.timestamp()
     os.utime(dest, (ts, ts))
 

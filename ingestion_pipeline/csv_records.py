@@ -305,20 +305,21 @@ class CsvRecords:
         complete = len(pieces) if eof else len(pieces) - 1
         if eof and pieces[-1] == b"":
             complete -= 1
-        offs = np.concatenate(([0], np.cumsum([len(p) + 1 for p in pieces])))
         rows: list[tuple] = []
-        i = 0
+        i = used = 0  # used: bytes of pieces[:i], newlines included
         while i < complete:
-            if stop_at is not None and start + offs[i] > stop_at:
+            if stop_at is not None and start + used > stop_at:
                 break
             line = first_line + i
             text = _decode(pieces[i])
             if text is None:
                 rows.append(_reject(line, pieces[i].decode("utf-8", "replace"), "invalid_utf8", "line is not valid UTF-8"))
+                used += len(pieces[i]) + 1
                 i += 1
                 continue
             text = text.rstrip("\r")
             if not text.strip():
+                used += len(pieces[i]) + 1
                 i += 1
                 continue
             parts, j, size, quotes = [text], i, len(text), text.count('"')
@@ -337,6 +338,7 @@ class CsvRecords:
             fields = _parse_one(record) if j > i else None
             if fields is not None and len(fields) == width:
                 rows.append((line, record, None, None, fields))
+                used += sum(len(p) + 1 for p in pieces[i : j + 1])
                 i = j + 1
                 continue
             if len(text.encode()) > self.limit:
@@ -349,8 +351,9 @@ class CsvRecords:
                     rows.append(_reject(line, text, "wrong_field_count", f"row has {len(fields)} fields but the header has {width}"))
                 else:
                     rows.append((line, text, None, None, fields))
+            used += len(pieces[i]) + 1
             i += 1
-        return rows, int(offs[i])
+        return rows, used
 
 
 def _parse_one(text: str) -> list[str] | None:

@@ -60,7 +60,7 @@ def current_entities(records: pl.LazyFrame, cells: pl.LazyFrame, key: str | Sequ
         .select(*keys, properties=pl.concat_str(pl.lit("{"), "properties", pl.lit("}")))
     )
     return (
-        latest.join(merged_props, on=keys, how="left", nulls_equal=True)
+        latest.join(merged_props, on=keys, how="left")
         .with_columns(pl.col("properties").fill_null("{}"))
         .sort(keys)
     )

@@ -19,13 +19,13 @@ import duckdb
 import polars as pl
 
 from . import merge
+from . import normalise as norm
 from .formats import DecodedReader, FileRejected, detect_format, iter_records
 from .landing import LandedFile, LandingStore
 from .ledger import LOADED_STATUSES, pending_files, read_ledger, write_segment
 from .parse import JsonParser
 from .settings import Settings
-from . import normalise as norm
-from .streams import FEEDS, STREAMS, FeedSpec, StreamSpec, feed_for_path, feeds_of_stream
+from .streams import FEEDS, STREAMS, FeedSpec, StreamSpec, feed_for_path, feeds_of_stream, has_memberships
 from .validate import REJECT_SCHEMA, Validator
 from .warehouse import REJECTED_SCHEMA, UTC_TS, Warehouse, table_schema, write_parquet
 
@@ -108,14 +108,10 @@ def _first_error(rejects: pl.DataFrame) -> str | None:
 def _output_columns(feed: FeedSpec, valid: pl.DataFrame) -> list[pl.Expr]:
     """The stream's batch columns from a feed's validated (and derived) records."""
     spec = feed.stream
-    cols = []
-    for f in spec.fields:
-        if f.kind == "properties" and feed.extras_are_properties:
-            cols.append(pl.col(feed.properties_column).alias(f.name))
-        elif f"{f.name}__norm" in valid.columns:
-            cols.append(pl.col(f"{f.name}__norm").alias(f.name))
-        else:
-            cols.append(pl.lit(None).alias(f.name))
+    cols = [
+        pl.col(feed.properties_column if f.kind == "properties" and feed.extras_are_properties else f"{f.name}__norm").alias(f.name)
+        for f in spec.fields
+    ]
     return cols + [pl.lit(None, pl.String).alias(c) for c in spec.extra_columns]
 
 
@@ -140,7 +136,7 @@ def _group_account(valid: pl.DataFrame) -> pl.DataFrame:
     return valid.with_columns(domain__norm=pl.when(norm.is_valid_domain(from_key)).then(from_key))
 
 
-DERIVATIONS = {"track_event_id": _track_event_id, "group_membership": _group_account}
+DERIVATIONS = {"track_event_id": _track_event_id, "group_account": _group_account}
 MEMBERSHIP_SCHEMA = {"contact_id": pl.String, "account_id": pl.String, "_source_file": pl.String, "_source_line": pl.Int64, "_landed_at": UTC_TS}
 
 
@@ -187,7 +183,7 @@ def stage_file(
                             lineage = {"_source_file": pl.lit(file.path), "_source_line": "line", "_landed_at": "_landed_at"}
                             out = valid.select(*_output_columns(feed, valid), **lineage).cast(table_schema_batch(spec))
                             record_parts.append(_write_part(out, work, "records", len(record_parts)))
-                            if feed.derive == "group_membership":
+                            if feed.memberships:
                                 members = valid.select(contact_id="contact_id__norm", account_id="account_id__norm", **lineage)
                                 membership_parts.append(_write_part(members, work, "memberships", len(membership_parts)))
                 finally:
@@ -364,7 +360,7 @@ def ingest_partition(
         _write_concat([s.records for s in loaded], batch_dir / "records.parquet", table_schema_batch(spec))
         if spec.kind == "entity":
             _write_concat([s.cells for s in loaded], batch_dir / "cells.parquet", CELL_SCHEMA | dict.fromkeys(spec.keys, pl.String))
-        if any(f.derive == "group_membership" for f in feeds_of_stream(stream)):
+        if has_memberships(stream):
             _write_concat([s.memberships for s in loaded], batch_dir / "memberships.parquet", MEMBERSHIP_SCHEMA)
         _write_concat(
             [s.rejects for s in kept], warehouse.segment_path("rejected_records", stream, day.isoformat()), REJECTED_SCHEMA
@@ -374,8 +370,8 @@ def ingest_partition(
 
 
 def _scan_all(files: list[str], schema: dict) -> pl.LazyFrame:
-    """Batches of every day, each cast to the current schema: a column that an
-    older batch lacks (written before it existed) is null there."""
+    """Parquet files read as one frame of the current schema: a column that an
+    older file lacks (written before the column existed) is null there."""
     return pl.concat(
         [pl.scan_parquet(f, missing_columns="insert", schema=schema) for f in files] if files else [pl.LazyFrame(schema=schema)],
         how="vertical",
@@ -387,13 +383,7 @@ def _folder(path: str) -> str:
 
 
 def _write_concat(parts: list[Path], path: Path, schema: dict) -> None:
-    existing = [p for p in parts if p.exists()]
-    frame = (
-        pl.concat([pl.scan_parquet(p) for p in existing], how="diagonal_relaxed")
-        if existing
-        else pl.LazyFrame(schema=schema)
-    )
-    write_parquet(frame, path)
+    write_parquet(_scan_all([str(p) for p in parts if p.exists()], schema), path)
 
 
 @dataclass
@@ -423,7 +413,10 @@ def build_table(settings: Settings, stream: str) -> TableSummary:
             cells = _scan_all(sorted(glob.glob(warehouse.batch_glob(stream, "cells.parquet"))), CELL_SCHEMA | dict.fromkeys(spec.keys, pl.String))
             table = merge.current_entities(_scan_all(record_files, table_schema_batch(spec)), cells, spec.keys)
         if "account_id" in spec.extra_columns:
-            memberships = sorted(glob.glob(warehouse.batch_glob("account", "memberships.parquet")))
+            memberships = sorted(
+                path for source in STREAMS if has_memberships(source)
+                for path in glob.glob(warehouse.batch_glob(source, "memberships.parquet"))
+            )
             if memberships:
                 current = merge.current_memberships(_scan_all(memberships, MEMBERSHIP_SCHEMA))
                 table = table.drop("account_id").join(current, on="contact_id", how="left").sort(spec.keys)

@@ -50,7 +50,7 @@ class StreamSpec:
         return f"{self.name}_batch"
 
 
-Derivation = Literal["track_event_id", "group_membership"]
+Derivation = Literal["track_event_id", "group_account"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,9 @@ class FeedSpec:
     discriminator: tuple[str, str] | None = None
     extras_are_properties: bool = False
     derive: Derivation | None = None
+    # Each record also says which account its contact belongs to (contact_id ->
+    # account_id); the newest membership fills contacts.account_id.
+    memberships: bool = False
 
     @property
     def properties_field(self) -> FieldSpec | None:
@@ -208,7 +211,8 @@ FEEDS: dict[str, FeedSpec] = {
         stream=_ACCOUNT,
         fields=(FieldSpec("contact_id", "id", "contact_key"), FieldSpec("account_id", "id", "account_key")),
         extras_are_properties=True,  # a `domain` attribute too: the domain comes from the key
-        derive="group_membership",  # domain from a domain-like key; contact -> account
+        derive="group_account",  # the domain is the key when the key is a domain
+        memberships=True,
     ),
     "crm": FeedSpec(
         folder="crm",
@@ -234,10 +238,12 @@ def as_feed(spec: StreamSpec | FeedSpec) -> FeedSpec:
     return spec if isinstance(spec, FeedSpec) else FEEDS[spec.name]
 
 
+def has_memberships(stream: str) -> bool:
+    """Whether this stream's batches hold memberships (a feed like group/)."""
+    return any(f.memberships for f in feeds_of_stream(stream))
+
+
 def tables_fed_by(stream: str) -> list[StreamSpec]:
     """Streams whose current-state table reads this stream's batches: its own, and
-    contacts for the account stream (group memberships fill contacts.account_id)."""
-    fed = [STREAMS[stream]]
-    if stream == "account":
-        fed.append(_CONTACT)
-    return fed
+    contacts when the stream carries memberships (they fill contacts.account_id)."""
+    return [STREAMS[stream]] + ([_CONTACT] if has_memberships(stream) else [])
