@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+DAGSTER_HOME_S3 ?= $(CURDIR)/.dagster_home_s3
 export INGEST_LANDING_URL ?= data/landing
 export INGEST_WAREHOUSE_DIR ?= data/warehouse
 SQL ?= select status, count(*) as files, sum(rows_loaded) as rows_loaded, sum(rows_rejected) as rows_rejected from ingested_files group by status order by status
 
-.PHONY: venv landing run test ingest query bench clean
+.PHONY: venv landing run run-s3 s3 serve test ingest query bench clean
 
 venv: $(STAMP)
 
@@ -28,6 +29,20 @@ run: landing
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# S3 mode on this machine: SeaweedFS (S3 on :8333, data in .seaweedfs/) + the UI + the API.
+run-s3: venv
+	mkdir -p $(DAGSTER_HOME_S3)
+	cp dagster.yaml $(DAGSTER_HOME_S3)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME_S3) INGEST_WAREHOUSE_DIR=data/warehouse-s3 $(BIN)/python -m ingestion_pipeline.devtools.s3_dev
+
+# SeaweedFS alone (prints the export lines for INGEST_LANDING_URL and AWS_*).
+s3: venv
+	$(BIN)/python -m ingestion_pipeline.devtools.seaweedfs --dir .seaweedfs --bucket landing
+
+# The ingestion HTTP API on :8000, writing to INGEST_LANDING_URL (needs INGEST_API_KEYS).
+serve: venv
+	$(BIN)/ingestion-pipeline serve --host 127.0.0.1 --port 8000
+
 test: venv
 	$(BIN)/pytest
 
@@ -42,4 +57,4 @@ bench: venv
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(INGEST_WAREHOUSE_DIR) $(DAGSTER_HOME)
+	rm -rf $(INGEST_WAREHOUSE_DIR) $(DAGSTER_HOME) data/warehouse-s3 $(DAGSTER_HOME_S3) .seaweedfs

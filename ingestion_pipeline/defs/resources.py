@@ -18,6 +18,8 @@ class IngestResource(dg.ConfigurableResource):
     settle_seconds: float = 5.0
     # At most this many new files are requested by one sensor tick.
     max_files_per_tick: int = 1000
+    # S3 landing: most ticks list only recent date prefixes; a full listing this often.
+    full_listing_seconds: float = 600.0
 
     @classmethod
     def from_env(cls) -> "IngestResource":

@@ -1,10 +1,16 @@
 """`landing_sensor`: notices settled new file versions and requests one run per
 landing day. The ledger, not the cursor, decides what is new; the cursor only
-remembers the size/version of files seen unsettled on the previous tick."""
+remembers the size/version of files seen unsettled on the previous tick and, for
+S3, when the bucket was last listed in full.
+
+Listing 100k objects costs seconds on S3, so on most ticks an S3 landing is listed
+under yesterday's and today's date prefixes (`<folder>/YYYY/MM/DD/`, where the API
+writes); every `full_listing_seconds` the whole bucket prefix is listed to catch
+files landed under other names."""
 
 import json
 import time
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from typing import NamedTuple
 
 import dagster as dg
@@ -77,11 +83,23 @@ def settled_groups(
     description="Requests one ingest run per landing day for settled files the ledger has not recorded.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, ingest: IngestResource):
-    previous = json.loads(context.cursor)["unsettled"] if context.cursor else {}
-    groups = pending_by_partition(ingest.settings(), ingest.store())
-    tick = settled_groups(groups, previous, ingest.settle_seconds, ingest.max_files_per_tick, time.time())
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    previous = cursor.get("unsettled", {})
+    now = time.time()
+    store = ingest.store()
+    full_listing_at = cursor.get("full_listing_at", 0.0)
+    days = None
+    if store.incremental_listing and now - full_listing_at < ingest.full_listing_seconds:
+        today = datetime.fromtimestamp(now, timezone.utc).date()
+        days = [today - timedelta(days=1), today]  # an upload URL made before midnight, confirmed after
+    else:
+        full_listing_at = now
+    groups = pending_by_partition(ingest.settings(), store, days=days)
+    # An S3 object is whole once visible: nothing to wait for.
+    settle_seconds = 0.0 if store.atomic_writes else ingest.settle_seconds
+    tick = settled_groups(groups, previous, settle_seconds, ingest.max_files_per_tick, now)
     ready, unsettled, held_back = tick.ready, tick.unsettled, tick.held_back
-    context.update_cursor(json.dumps({"unsettled": unsettled}, sort_keys=True))
+    context.update_cursor(json.dumps({"unsettled": unsettled, "full_listing_at": full_listing_at}, sort_keys=True))
     if tick.before_first_day:
         context.log.warning(
             f"{len(tick.before_first_day)} file(s) have an mtime before {FIRST_LANDING_DAY}, the first landing-day "

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from .base import LandedFile, LandingStore, is_in_progress
+from .base import PENDING_PREFIX, LandedFile, LandingError, LandingStore, is_in_progress
 from .local import LocalLandingStore
 
 
 def open_landing(url: str) -> LandingStore:
     if url.startswith("s3://"):
-        raise NotImplementedError("S3 landing (s3://...) is not available yet; use a local folder")
+        from .s3 import S3LandingStore
+
+        return S3LandingStore(url)
     return LocalLandingStore(url)
 
 
-__all__ = ["LandedFile", "LandingStore", "LocalLandingStore", "is_in_progress", "open_landing"]
+__all__ = ["PENDING_PREFIX", "LandedFile", "LandingError", "LandingStore", "LocalLandingStore", "is_in_progress", "open_landing"]

@@ -1,0 +1,214 @@
+"""S3 landing against a real S3 server (SeaweedFS, started by the `s3_server` fixture):
+the same sensor, assets and CLI as the local folder, over `s3://bucket/prefix`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import tracemalloc
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ingestion_pipeline.cli import run_ingest
+from ingestion_pipeline.definitions import build_definitions
+from ingestion_pipeline.defs.resources import IngestResource
+from ingestion_pipeline.defs.sensors import landing_sensor
+from ingestion_pipeline.landing import LandingError, open_landing
+from ingestion_pipeline.landing.s3 import S3LandingStore
+from ingestion_pipeline.settings import Settings
+from ingestion_pipeline.warehouse import Warehouse
+
+from .conftest import contact, event
+
+
+def rows(settings: Settings, sql: str) -> list[tuple]:
+    with Warehouse(settings.warehouse_dir).connect() as con:
+        return con.sql(sql).fetchall()
+
+
+@pytest.fixture
+def s3_settings(s3_landing, tmp_path) -> Settings:
+    return Settings(landing_url=s3_landing.url, warehouse_dir=tmp_path / "warehouse")
+
+
+def test_open_landing_picks_the_s3_store_from_the_url(s3_landing):
+    store = open_landing(s3_landing.url)
+    assert isinstance(store, S3LandingStore)
+    assert (store.bucket, store.prefix) == ("landing", s3_landing.prefix)
+    assert store.incremental_listing and store.atomic_writes
+
+
+def test_listing_paginates_skips_in_progress_names_and_versions_by_etag(s3_landing):
+    for i in range(23):
+        s3_landing.put(f"contact/2026/11/{i:03d}.jsonl", [contact(f"c{i}", f"u{i}@x.io")])
+    for name in ("contact/_marker", "contact/.hidden.jsonl", "contact/up.jsonl.part", "contact/up.jsonl.tmp", "contact/_tmp/x.jsonl"):
+        s3_landing.put(name, "x")
+    s3_landing.put("contact_event/e.jsonl", [event("e1", "c1")])
+    store = S3LandingStore(s3_landing.url, client=s3_landing.client, page_size=5)  # 28 keys: 6 pages
+    calls = []
+    store.client.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: calls.append(1))
+    files = list(store.list_files("contact"))
+    assert sorted(f.path for f in files) == [f"contact/2026/11/{i:03d}.jsonl" for i in range(23)]
+    assert len(calls) == 6
+    first = files[0]
+    head = s3_landing.client.head_object(Bucket="landing", Key=f"{s3_landing.prefix}/{first.path}")
+    assert first.version == head["ETag"].strip('"') and first.size == head["ContentLength"]
+    assert first.landed_at == head["LastModified"].astimezone(timezone.utc)
+    # Same key, new content: a new version (new ETag), so a new file_id.
+    s3_landing.put(first.path, [contact("c0", "changed@x.io")])
+    again = store.stat(first.path)
+    assert again.version != first.version and again.file_id != first.file_id
+    assert store.stat("contact/nothing-here.jsonl") is None
+
+
+def test_a_sub_folder_lists_only_that_date_prefix(s3_landing):
+    for rel in ("contact/2026/11/2/a.jsonl", "contact/2026/11/22/b.jsonl", "contact/2026/11/22/c/d.jsonl", "contact/2026/11/221.jsonl"):
+        s3_landing.put(rel, [contact("c1", "a@x.io")])
+    listed = [f.path for f in s3_landing.store.list_files("contact/2026/11/22")]
+    assert listed == ["contact/2026/11/22/b.jsonl", "contact/2026/11/22/c/d.jsonl"]
+
+
+def test_objects_are_read_as_streams_in_bounded_memory(s3_landing):
+    chunk = os.urandom(1 << 20)
+    s3_landing.put("contact/big.bin", chunk * 48)  # 48 MiB
+    store = s3_landing.store
+    (file,) = store.list_files("contact")
+    tracemalloc.start()
+    total = 0
+    with store.open(file) as body:
+        while data := body.read(1 << 20):
+            total += len(data)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert total == 48 << 20
+    assert peak < 12 << 20, f"reading a 48 MiB object peaked at {peak >> 20} MiB of Python memory"
+
+
+def test_a_version_replaced_after_listing_fails_the_read_instead_of_mixing_versions(s3_landing):
+    s3_landing.put("contact/a.jsonl", [contact("c1", "a@x.io")])
+    (listed,) = s3_landing.store.list_files("contact")
+    s3_landing.put("contact/a.jsonl", [contact("c1", "b@x.io")])
+    with pytest.raises(LandingError, match="S3 read of .*contact/a.jsonl failed: (PreconditionFailed|412)"):
+        s3_landing.store.open(listed)
+
+
+def test_paths_cannot_leave_the_landing_prefix(s3_landing):
+    for bad in ("../other/x.jsonl", "contact/../../x", "/contact/x", "contact//x", ""):
+        with pytest.raises(ValueError):
+            s3_landing.store.write_bytes(bad, b"x")
+
+
+def test_write_move_and_delete_are_what_the_api_builds_on(s3_landing):
+    store = s3_landing.store
+    store.write_bytes("_uploads/contact/2026/11/23/abc.jsonl.gz", b"\x1f\x8bdata")
+    assert [f.path for f in store.list_files("contact")] == []  # pending: invisible to the sensor
+    moved = store.move("_uploads/contact/2026/11/23/abc.jsonl.gz", "contact/2026/11/23/abc.jsonl.gz")
+    assert moved.path == "contact/2026/11/23/abc.jsonl.gz" and moved.size == 6
+    assert store.stat("_uploads/contact/2026/11/23/abc.jsonl.gz") is None
+    with store.open_path(moved.path) as body:
+        assert body.read() == b"\x1f\x8bdata"
+    with store.writer("contact/w.jsonl") as out:
+        out.write(b'{"a": 1}\n')
+    assert store.stat("contact/w.jsonl").size == 9
+    store.delete("contact/w.jsonl")
+    store.delete("contact/w.jsonl")  # nothing there: not an error
+    assert store.stat("contact/w.jsonl") is None
+
+
+def test_ingest_from_s3_builds_the_same_tables_and_ledger(s3_landing, s3_settings):
+    s3_landing.put("contact/2026/11/23/a.jsonl.gz", [contact("c1", " A@X.io", {"plan": "pro"}), "{oops"])
+    s3_landing.put("contact_event/e.csv", "event_id,contact_id,event,event_timestamp,event_properties\ne1,c1,login,2026-11-20T10:00:00Z,{}\n")
+    s3_landing.put("identify/i.jsonl", [{"contact_key": "c2", "email": "b@x.io", "plan": "free"}])
+    s3_landing.put("contact/dup.jsonl.gz", [contact("c1", " A@X.io", {"plan": "pro"}), "{oops"])  # same bytes as a.jsonl.gz
+    ledger, failures = run_ingest(s3_settings, echo=lambda *a, **k: None)
+    assert failures == []
+    by_file = {r["file"]: r for r in ledger}
+    assert {f: r["status"] for f, r in by_file.items()} == {
+        "contact/2026/11/23/a.jsonl.gz": "partially_loaded",
+        "contact/dup.jsonl.gz": "skipped_duplicate",
+        "contact_event/e.csv": "loaded",
+        "identify/i.jsonl": "loaded",
+    }
+    a = by_file["contact/2026/11/23/a.jsonl.gz"]
+    head = s3_landing.client.head_object(Bucket="landing", Key=f"{s3_landing.prefix}/contact/2026/11/23/a.jsonl.gz")
+    assert a["landed_at"] == head["LastModified"].astimezone(timezone.utc)
+    assert (a["rows_read"], a["rows_loaded"], a["rows_rejected"], a["size_bytes"]) == (2, 1, 1, head["ContentLength"])
+    assert rows(s3_settings, "select contact_id, email, properties from contacts order by 1") == [
+        ("c1", "a@x.io", '{"plan":"pro"}'),
+        ("c2", "b@x.io", '{"plan":"free"}'),
+    ]
+    assert rows(s3_settings, "select file, line, rule from rejected_records") == [("contact/2026/11/23/a.jsonl.gz", 2, "invalid_json")]
+    assert rows(s3_settings, "select event_id, contact_id from contact_events") == [("e1", "c1")]
+    # The ledger decides: a second pass finds nothing; a new version of a key is new.
+    assert run_ingest(s3_settings, echo=lambda *a, **k: None) == ([], [])
+    s3_landing.put("identify/i.jsonl", [{"contact_key": "c2", "email": "new@x.io"}])
+    ledger, failures = run_ingest(s3_settings, echo=lambda *a, **k: None)
+    assert [(r["file"], r["status"]) for r in ledger] == [("identify/i.jsonl", "loaded")]
+    assert rows(s3_settings, "select email, properties from contacts where contact_id = 'c2'") == [("new@x.io", '{"plan":"free"}')]
+
+
+def test_cli_ingest_reads_the_landing_url_and_endpoint_from_the_environment(s3_landing, tmp_path):
+    s3_landing.put("contact/a.jsonl", [contact("c1", "a@x.io")])
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}  # s3_landing set the AWS_* and INGEST_LANDING_URL
+    env["INGEST_WAREHOUSE_DIR"] = str(tmp_path / "wh")
+    exe = Path(sys.executable).with_name("ingestion-pipeline")
+    done = subprocess.run([str(exe), "ingest"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "loaded            contact/a.jsonl  read=1 loaded=1 rejected=0 duplicate=0" in done.stdout
+    out = subprocess.run([str(exe), "query", "--format", "json", "select contact_id from contacts"], env=env, capture_output=True, text=True)
+    assert json.loads(out.stdout) == [{"contact_id": "c1"}]
+
+
+def test_unreachable_s3_fails_clearly_without_touching_the_ledger(tmp_path, monkeypatch):
+    from ingestion_pipeline.devtools.seaweedfs import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    store = open_landing("s3://landing/nowhere")
+    store.client.meta.config.retries["max_attempts"] = 1
+    with pytest.raises(LandingError, match=r"S3 listing of nowhere/contact/ failed: .*(Connect|connect)"):
+        list(store.list_files("contact"))
+
+
+def evaluate(instance, ingest: IngestResource, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"ingest": ingest}, definitions=build_definitions(ingest))
+    return landing_sensor.evaluate_tick(context)
+
+
+def test_sensor_lists_recent_date_prefixes_on_most_ticks_and_everything_now_and_then(s3_landing, s3_settings, tmp_path):
+    instance = dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "dagster"))
+    ingest = IngestResource(landing_url=s3_landing.url, warehouse_dir=str(s3_settings.warehouse_dir), settle_seconds=3600)
+    today = datetime.now(timezone.utc)
+    api_key = f"contact/{today:%Y/%m/%d}/0123456789abcdef0123456789abcdef.json"
+    s3_landing.put(api_key, json.dumps({"stream": "contact", "data": [contact("c1", "a@x.io")]}))
+    s3_landing.put("contact/0-old-style.jsonl", [contact("c2", "b@x.io")])
+
+    first = evaluate(instance, ingest)  # no cursor: a full listing
+    (request,) = first.run_requests
+    assert request.tags["ingestion/files"] == "2"  # S3 objects are whole: no settling wait
+    cursor = json.loads(first.cursor)
+    assert time.time() - cursor["full_listing_at"] < 60
+
+    # Both files are now in the ledger, as the run would record them.
+    job = build_definitions(ingest).resolve_job_def("ingest_job")
+    result = job.execute_in_process(partition_key=request.partition_key, asset_selection=request.asset_selection, instance=instance, tags=request.tags)
+    assert result.success
+    yesterday = (today - timedelta(days=1)).strftime("%Y/%m/%d")
+    s3_landing.put(f"contact/{yesterday}/fedcba9876543210fedcba9876543210.json", json.dumps({"stream": "contact", "data": [contact("c3", "c@x.io")]}))
+    s3_landing.put("contact/1-also-old-style.jsonl", [contact("c4", "d@x.io")])
+
+    # An incremental tick sees the date-prefixed upload, not the name sorting before it.
+    second = evaluate(instance, ingest, cursor=first.cursor)
+    assert [r.tags["ingestion/files"] for r in second.run_requests] == ["1"]
+    assert json.loads(second.cursor)["full_listing_at"] == cursor["full_listing_at"]
+    # Once full_listing_seconds have passed, the full listing finds the other one too.
+    stale = json.dumps({**json.loads(second.cursor), "full_listing_at": time.time() - ingest.full_listing_seconds - 1})
+    third = evaluate(instance, ingest, cursor=stale)
+    assert [r.tags["ingestion/files"] for r in third.run_requests] == ["2"]
