@@ -437,24 +437,16 @@ def build_table(settings: Settings, stream: str) -> TableSummary:
     )
 
 
-def list_landed(store: LandingStore, days: list[date] | None = None) -> list[LandedFile]:
-    """Every file version under the feed folders; with `days`, on a store whose full
-    listing is costly (S3), only the date prefixes `<folder>/YYYY/MM/DD/` of those
-    days, where the API writes. The sensor still lists everything now and then."""
-    if days and store.incremental_listing:
-        folders = [f"{feed.folder}/{day:%Y/%m/%d}" for feed in FEEDS.values() for day in days]
-    else:
-        folders = [feed.folder for feed in FEEDS.values()]
-    return [f for folder in folders for f in store.list_files(folder)]
-
-
 def pending_by_partition(
-    settings: Settings, store: LandingStore, days: list[date] | None = None
+    settings: Settings, store: LandingStore, listed: list[LandedFile] | None = None
 ) -> dict[tuple[str, date], list[LandedFile]]:
-    """Files the ledger has not recorded as done, grouped by (stream, landing day)."""
+    """Files the ledger has not recorded as done, grouped by (stream, landing day);
+    of `listed`, or of everything under the feed folders."""
     warehouse = Warehouse(settings.warehouse_dir)
+    if listed is None:
+        listed = [f for feed in FEEDS.values() for f in store.list_files(feed.folder)]
     groups: dict[tuple[str, date], list[LandedFile]] = {}
-    for f in pending_files(warehouse, list_landed(store, days)):
+    for f in pending_files(warehouse, listed):
         feed = feed_for_path(f.path)
         if feed is not None:
             groups.setdefault((feed.stream.name, f.landing_date), []).append(f)

@@ -20,6 +20,7 @@ from ingestion_pipeline.definitions import build_definitions
 from ingestion_pipeline.defs.resources import IngestResource
 from ingestion_pipeline.defs.sensors import landing_sensor
 from ingestion_pipeline.landing import LandingError, open_landing
+from ingestion_pipeline.landing.listing import SweepState, list_for_tick
 from ingestion_pipeline.landing.s3 import S3LandingStore
 from ingestion_pipeline.settings import Settings
 from ingestion_pipeline.warehouse import Warehouse
@@ -182,33 +183,49 @@ def evaluate(instance, ingest: IngestResource, cursor=None):
     return landing_sensor.evaluate_tick(context)
 
 
-def test_sensor_lists_recent_date_prefixes_on_most_ticks_and_everything_now_and_then(s3_landing, s3_settings, tmp_path):
+def test_a_tick_lists_recent_date_prefixes_and_a_slice_of_the_sweep_from_its_high_water_key(s3_landing):
+    today = datetime.now(timezone.utc)
+    recent = f"contact/{today - timedelta(days=1):%Y/%m/%d}/0123456789abcdef0123456789abcdef.json"
+    s3_landing.put(recent, json.dumps({"stream": "contact", "data": [contact("c1", "a@x.io")]}))
+    for i in range(5):
+        s3_landing.put(f"contact/old-{i}.jsonl", [contact(f"o{i}", "b@x.io")])
+    s3_landing.put("identify/i.jsonl", [{"contact_key": "c2", "email": "b@x.io"}])
+    folders = ["contact", "identify", "track"]
+
+    def tick(state, now):
+        files, state = list_for_tick(s3_landing.store, folders, state, now, keys_per_tick=4, full_listing_seconds=600)
+        return sorted(f.path for f in files), state
+
+    now = time.time()
+    paths, state = tick(SweepState(), now)  # no sweep yet: one starts
+    assert paths == [recent, "contact/old-0.jsonl", "contact/old-1.jsonl", "contact/old-2.jsonl"]
+    assert state == SweepState(started_at=now, folder=0, after="contact/old-2.jsonl")
+    paths, state = tick(state, now + 10)  # resumes after the high-water key
+    assert paths == [recent, "contact/old-3.jsonl", "contact/old-4.jsonl", "identify/i.jsonl"]
+    assert state == SweepState(started_at=now, folder=None, after=None)  # swept; "track" is empty
+    s3_landing.put("contact/old-5.jsonl", [contact("o5", "b@x.io")])
+    paths, state = tick(state, now + 20)  # between sweeps: recent date prefixes only
+    assert paths == [recent]
+    paths, state = tick(state, now + 601)  # a new sweep, 4 keys a tick, finds the late file
+    assert state.started_at == now + 601
+    while state.folder is not None:
+        more, state = tick(state, now + 611)
+        paths += more
+    assert "contact/old-5.jsonl" in paths
+
+
+def test_the_sensor_on_s3_keeps_its_sweep_in_the_cursor_and_waits_for_no_settling(s3_landing, s3_settings, tmp_path):
     instance = dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "dagster"))
     ingest = IngestResource(landing_url=s3_landing.url, warehouse_dir=str(s3_settings.warehouse_dir), settle_seconds=3600)
-    today = datetime.now(timezone.utc)
-    api_key = f"contact/{today:%Y/%m/%d}/0123456789abcdef0123456789abcdef.json"
-    s3_landing.put(api_key, json.dumps({"stream": "contact", "data": [contact("c1", "a@x.io")]}))
-    s3_landing.put("contact/0-old-style.jsonl", [contact("c2", "b@x.io")])
-
-    first = evaluate(instance, ingest)  # no cursor: a full listing
-    (request,) = first.run_requests
-    assert request.tags["ingestion/files"] == "2"  # S3 objects are whole: no settling wait
-    cursor = json.loads(first.cursor)
-    assert time.time() - cursor["full_listing_at"] < 60
-
-    # Both files are now in the ledger, as the run would record them.
+    s3_landing.put("contact/a.jsonl", [contact("c1", "a@x.io")])
+    s3_landing.put("contact_event/e.jsonl", [event("e1", "c1")])
+    tick = evaluate(instance, ingest)
+    (request,) = tick.run_requests
+    assert request.tags["ingestion/files"] == "2"  # an S3 object is whole once visible
+    sweep = json.loads(tick.cursor)["sweep"]
+    assert sweep["folder"] is None and time.time() - sweep["started_at"] < 60
     job = build_definitions(ingest).resolve_job_def("ingest_job")
     result = job.execute_in_process(partition_key=request.partition_key, asset_selection=request.asset_selection, instance=instance, tags=request.tags)
     assert result.success
-    yesterday = (today - timedelta(days=1)).strftime("%Y/%m/%d")
-    s3_landing.put(f"contact/{yesterday}/fedcba9876543210fedcba9876543210.json", json.dumps({"stream": "contact", "data": [contact("c3", "c@x.io")]}))
-    s3_landing.put("contact/1-also-old-style.jsonl", [contact("c4", "d@x.io")])
-
-    # An incremental tick sees the date-prefixed upload, not the name sorting before it.
-    second = evaluate(instance, ingest, cursor=first.cursor)
-    assert [r.tags["ingestion/files"] for r in second.run_requests] == ["1"]
-    assert json.loads(second.cursor)["full_listing_at"] == cursor["full_listing_at"]
-    # Once full_listing_seconds have passed, the full listing finds the other one too.
-    stale = json.dumps({**json.loads(second.cursor), "full_listing_at": time.time() - ingest.full_listing_seconds - 1})
-    third = evaluate(instance, ingest, cursor=stale)
-    assert [r.tags["ingestion/files"] for r in third.run_requests] == ["2"]
+    assert rows(s3_settings, "select contact_id from contacts") == [("c1",)]
+    assert evaluate(instance, ingest, cursor=tick.cursor).run_requests == []

@@ -18,7 +18,10 @@ class IngestResource(dg.ConfigurableResource):
     settle_seconds: float = 5.0
     # At most this many new files are requested by one sensor tick.
     max_files_per_tick: int = 1000
-    # S3 landing: most ticks list only recent date prefixes; a full listing this often.
+    # S3 landing (landing/listing.py): every tick lists today's and yesterday's date
+    # prefixes plus at most this many keys of a sweep over the whole bucket prefix,
+    # and a new sweep starts this often.
+    sweep_keys_per_tick: int = 20000
     full_listing_seconds: float = 600.0
 
     @classmethod

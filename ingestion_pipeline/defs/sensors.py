@@ -10,13 +10,15 @@ files landed under other names."""
 
 import json
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 from typing import NamedTuple
 
 import dagster as dg
 
 from ..landing import LandedFile
+from ..landing.listing import SweepState, list_for_tick
 from ..pipeline import pending_by_partition
+from ..streams import FEEDS
 from .jobs import day_run_requests, ingest_job
 from .partitions import FIRST_LANDING_DAY
 from .resources import IngestResource
@@ -87,19 +89,20 @@ def landing_sensor(context: dg.SensorEvaluationContext, ingest: IngestResource):
     previous = cursor.get("unsettled", {})
     now = time.time()
     store = ingest.store()
-    full_listing_at = cursor.get("full_listing_at", 0.0)
-    days = None
-    if store.incremental_listing and now - full_listing_at < ingest.full_listing_seconds:
-        today = datetime.fromtimestamp(now, timezone.utc).date()
-        days = [today - timedelta(days=1), today]  # an upload URL made before midnight, confirmed after
-    else:
-        full_listing_at = now
-    groups = pending_by_partition(ingest.settings(), store, days=days)
+    listed, sweep = list_for_tick(
+        store,
+        [feed.folder for feed in FEEDS.values()],
+        SweepState.from_json(cursor.get("sweep")),
+        now,
+        keys_per_tick=ingest.sweep_keys_per_tick,
+        full_listing_seconds=ingest.full_listing_seconds,
+    )
+    groups = pending_by_partition(ingest.settings(), store, listed)
     # An S3 object is whole once visible: nothing to wait for.
     settle_seconds = 0.0 if store.atomic_writes else ingest.settle_seconds
     tick = settled_groups(groups, previous, settle_seconds, ingest.max_files_per_tick, now)
     ready, unsettled, held_back = tick.ready, tick.unsettled, tick.held_back
-    context.update_cursor(json.dumps({"unsettled": unsettled, "full_listing_at": full_listing_at}, sort_keys=True))
+    context.update_cursor(json.dumps({"unsettled": unsettled, "sweep": sweep.to_json()}, sort_keys=True))
     if tick.before_first_day:
         context.log.warning(
             f"{len(tick.before_first_day)} file(s) have an mtime before {FIRST_LANDING_DAY}, the first landing-day "

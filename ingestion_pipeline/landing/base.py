@@ -45,8 +45,8 @@ class LandedFile:
 
 class LandingStore(Protocol):
     url: str
-    # True when listing everything is costly (S3): the sensor then lists only recent
-    # date prefixes (`contact/2026/11/23`) on most ticks.
+    # True when listing everything is costly (S3): the sensor then lists recent date
+    # prefixes plus a slice of a sweep per tick (`list_page`; see listing.py).
     incremental_listing: bool
     # True when a listed file is always complete (S3 objects): no settling wait.
     atomic_writes: bool

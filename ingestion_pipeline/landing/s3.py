@@ -93,19 +93,39 @@ class S3LandingStore:
     def _landed(self, path: str, size: int, etag: str, last_modified) -> LandedFile:
         return LandedFile(path=path, size=size, version=etag.strip('"'), landed_at=last_modified.astimezone(timezone.utc))
 
+    def _visible(self, obj: dict) -> LandedFile | None:
+        """A listed object, unless it is a folder marker or an in-progress name at any level."""
+        rel = self._rel(obj["Key"])
+        if obj["Key"].endswith("/") or any(is_in_progress(part) for part in rel.split("/")):
+            return None
+        return self._landed(rel, obj["Size"], obj["ETag"], obj["LastModified"])
+
     def list_files(self, folder: str) -> Iterator[LandedFile]:
         params = {"Bucket": self.bucket, "Prefix": self._key(folder) + "/"}
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(**params, PaginationConfig={"PageSize": self.page_size}):
                 for obj in page.get("Contents", ()):
-                    rel = self._rel(obj["Key"])
-                    if obj["Key"].endswith("/") or any(is_in_progress(part) for part in rel.split("/")):
-                        continue
-                    yield self._landed(rel, obj["Size"], obj["ETag"], obj["LastModified"])
+                    if (f := self._visible(obj)) is not None:
+                        yield f
         except LandingError:
             raise
         except Exception as exc:
             raise _error("listing", params["Prefix"], exc) from exc
+
+    def list_page(self, folder: str, start_after: str | None, max_keys: int) -> tuple[list[LandedFile], str | None]:
+        """One ListObjectsV2 request under `folder`, after the path `start_after`:
+        (file versions, the last path listed, or None when the folder is exhausted)."""
+        params = {"Bucket": self.bucket, "Prefix": self._key(folder) + "/", "MaxKeys": max(1, min(max_keys, 1000))}
+        if start_after:
+            params["StartAfter"] = self._key(start_after)
+        try:
+            page = self.client.list_objects_v2(**params)
+        except Exception as exc:
+            raise _error("listing", params["Prefix"], exc) from exc
+        contents = page.get("Contents", ())
+        files = [f for obj in contents if (f := self._visible(obj)) is not None]
+        last = self._rel(contents[-1]["Key"]) if contents and page.get("IsTruncated") else None
+        return files, last
 
     def open(self, file: LandedFile) -> BinaryIO:
         key = self._key(file.path)
