@@ -39,9 +39,10 @@ run-s3: venv
 s3: venv
 	$(BIN)/python -m ingestion_pipeline.devtools.seaweedfs --dir .seaweedfs --bucket landing
 
-# The ingestion HTTP API on :8000, writing to INGEST_LANDING_URL (needs INGEST_API_KEYS).
-serve: venv
-	$(BIN)/ingestion-pipeline serve --host 127.0.0.1 --port 8000
+# The ingestion HTTP API on :8000, writing to INGEST_LANDING_URL; clients send a key
+# of INGEST_API_KEYS in x-api-key (local-dev-key unless you set your own).
+serve: landing
+	INGEST_API_KEYS="$${INGEST_API_KEYS:-local-dev-key}" $(BIN)/ingestion-pipeline serve --host 127.0.0.1 --port 8000
 
 test: venv
 	$(BIN)/pytest

@@ -171,5 +171,20 @@ def _print_table(columns: list[str], rows: list[tuple]) -> None:
     click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on")
+def serve(host: str, port: int) -> None:
+    """Serve the ingestion HTTP API (uvicorn) on the landing store of
+    INGEST_LANDING_URL; clients authenticate with a key of INGEST_API_KEYS."""
+    from .api import ConfigError, create_app_from_env, run_server
+
+    try:
+        app = create_app_from_env()
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(f"cannot start the ingestion API: {exc}") from exc
+    run_server(app, host, port)
+
+
 if __name__ == "__main__":
     main()
