@@ -9,7 +9,7 @@ export INGEST_LANDING_URL ?= data/landing
 export INGEST_WAREHOUSE_DIR ?= data/warehouse
 SQL ?= select status, count(*) as files, sum(rows_loaded) as rows_loaded, sum(rows_rejected) as rows_rejected from ingested_files group by status order by status
 
-.PHONY: venv landing run run-s3 s3 serve test ingest query bench clean
+.PHONY: venv landing home run run-s3 s3 serve test ingest query bench clean
 
 venv: $(STAMP)
 
@@ -24,9 +24,11 @@ landing: venv
 	@if [ -z "$$(ls -A $(INGEST_LANDING_URL))" ]; then \
 		echo "Copying data/samples/ into $(INGEST_LANDING_URL)/"; cp -R data/samples/. $(INGEST_LANDING_URL)/; fi
 
-run: landing
+home:
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+run: landing home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # S3 mode on this machine: SeaweedFS (S3 on :8333, data in .seaweedfs/) + the UI + the API.
@@ -47,7 +49,7 @@ serve: landing
 test: venv
 	$(BIN)/pytest
 
-ingest: landing
+ingest: landing home
 	$(BIN)/ingestion-pipeline ingest
 
 query: venv

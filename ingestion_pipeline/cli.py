@@ -47,7 +47,10 @@ def run_ingest(settings: Settings, echo=click.echo) -> tuple[list[dict], list[st
         max_decoded_bytes=settings.max_decoded_bytes,
     )
     job = build_definitions(ingest).resolve_job_def("ingest_job")
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        os.makedirs(home, exist_ok=True)  # a fresh clone under `make ingest`: runs show in the UI later
+    instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
     failures = []
     requests = day_run_requests(groups, key_prefix=f"cli:{uuid.uuid4().hex[:8]}")
     for i, request in enumerate(requests, 1):

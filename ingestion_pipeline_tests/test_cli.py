@@ -98,3 +98,15 @@ def test_a_failed_file_fails_the_run_but_the_days_other_files_reach_the_tables(s
     assert "contact_event_batch: " in result.output  # why the run failed, by step
     out = runner.invoke(main, ["query", "--warehouse", str(settings.warehouse_dir), "--format", "csv", "select event_id from contact_events"])
     assert out.output.split() == ["event_id", "e1"]
+
+
+def test_ingest_creates_a_missing_dagster_home_instead_of_failing(settings, landing, tmp_path, monkeypatch):
+    # `make ingest` on a fresh clone exports DAGSTER_HOME=.dagster_home before it exists.
+    home = tmp_path / "not-yet" / ".dagster_home"
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 8))
+    args = ["ingest", "--landing", str(landing.root), "--warehouse", str(settings.warehouse_dir)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "loaded            contact/a.jsonl" in result.output
+    assert home.is_dir() and (home / "history").exists()  # the runs are on that instance

@@ -34,7 +34,8 @@ def rows(settings: Settings, sql: str) -> list[tuple]:
 
 
 @pytest.fixture
-def s3_settings(s3_landing, tmp_path) -> Settings:
+def s3_settings(s3_landing, tmp_path, monkeypatch) -> Settings:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # run_ingest: a temporary instance
     return Settings(landing_url=s3_landing.url, warehouse_dir=tmp_path / "warehouse")
 
 
