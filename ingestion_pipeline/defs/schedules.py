@@ -5,8 +5,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from ..pipeline import list_day_files, pending_by_partition
-from ..streams import STREAMS
+from ..pipeline import pending_by_partition
+from ..streams import FEEDS, feed_for_path
 from .jobs import day_run_requests, ingest_job
 from .resources import IngestResource
 
@@ -26,11 +26,16 @@ def daily_sweep(context: dg.ScheduleEvaluationContext, ingest: IngestResource):
     yesterday = today - timedelta(days=1)
     window = {today - timedelta(days=n) for n in range(1, SWEEP_DAYS + 1)}
     store = ingest.store()
-    groups = {part: files for part, files in pending_by_partition(ingest.settings(), store).items() if part[1] in window}
-    for stream in STREAMS:
-        files = list_day_files(store, stream, yesterday)
-        if files and (stream, yesterday) not in groups:
-            groups[(stream, yesterday)] = files
+    # One listing serves both questions (on S3 a listing of a big bucket takes seconds).
+    listed = [f for feed in FEEDS.values() for f in store.list_files(feed.folder)]
+    groups = {part: files for part, files in pending_by_partition(ingest.settings(), store, listed).items() if part[1] in window}
+    yesterdays: dict = {}
+    for f in listed:
+        feed = feed_for_path(f.path)
+        if feed is not None and f.landing_date == yesterday:
+            yesterdays.setdefault((feed.stream.name, yesterday), []).append(f)
+    for part, files in yesterdays.items():
+        groups.setdefault(part, files)
     if not groups:
         return dg.SkipReason(f"No landed files on {yesterday} and nothing pending in the last {SWEEP_DAYS} days")
     return day_run_requests(groups, key_prefix=f"sweep:{today.isoformat()}")
