@@ -228,6 +228,23 @@ def test_every_ingestion_endpoint_answers_401_without_a_valid_api_key(local_api,
     assert landed_files(local_api) == before
 
 
+def test_whitespace_around_the_api_key_header_value_is_not_part_of_the_key(local_api):
+    # RFC 9110 section 5.5; http.client and requests refuse to send it, so a raw socket.
+    for value in (f"{KEY} ", f"{KEY}\t", f" {KEY}  "):
+        with socket.create_connection(("127.0.0.1", local_api.port), timeout=10) as s:
+            s.sendall(f"GET /ingestion/files/{VALID_KEY} HTTP/1.1\r\nHost: test\r\nx-api-key: {value}\r\n\r\n".encode())
+            head, body = raw_response(s)
+        assert head.startswith("HTTP/1.1 404 ") and body["error_code"] == "file_not_found", (value, head, body)
+
+
+def test_head_is_answered_where_get_is(local_api):
+    r = local_api.request("HEAD", "/openapi.json", key=None)
+    assert r.status_code == 200 and r.headers["x-request-id"] and not r.content
+    r = local_api.request("HEAD", f"/ingestion/files/{VALID_KEY}")
+    assert r.status_code == 404 and r.headers["x-request-id"] and not r.content
+    assert local_api.request("HEAD", f"/ingestion/files/{VALID_KEY}", key=None).status_code == 401
+
+
 def test_any_configured_api_key_is_accepted(local_api):
     for key in API_KEYS:
         r = local_api.post("/ingestion/generate-upload-url", AUTHED[1][2], key=key)
@@ -541,6 +558,40 @@ def test_confirm_refuses_a_corrupt_gzip_and_an_empty_one(local_api):
     url, key = upload_url(local_api)
     assert put_upload(url, gzip.compress(b"\n\n")).status_code == 200
     assert_error(local_api.post("/ingestion/confirm-upload", {"file_key": key}), 422, "empty_file")
+
+
+def test_a_confirmation_racing_another_one_is_not_a_server_error(tmp_path):
+    # Two confirmations of one upload: both see it pending, the other one moves it
+    # away before this one opens it. Driven in process: the window is too narrow to
+    # hit reliably over HTTP.
+    from ingestion_pipeline.api import create_app
+    from ingestion_pipeline.landing import LocalLandingStore
+    from ingestion_pipeline.settings import Settings
+
+    class Racing(LocalLandingStore):
+        action = "move"
+
+        def open_path(self, path):
+            if path.startswith(PENDING_PREFIX + "/"):
+                if self.action == "move":
+                    self.move(path, path[len(PENDING_PREFIX) + 1 :])
+                else:
+                    self.delete(path)
+            return super().open_path(path)
+
+    store = Racing(tmp_path / "landing")
+    api = create_app(Settings(landing_url=store.url, warehouse_dir=tmp_path / "warehouse"), ["k"], store=store).state.api
+    key = "contact/2026/11/20/0123456789abcdef0123456789abcdef.jsonl.gz"
+    store.write_bytes(f"{PENDING_PREFIX}/{key}", gzip.compress(jsonl([contact("c1", "a@x.io")])))
+    assert api.confirm(key)["status"] == "already_confirmed"
+    store.action = "delete"  # the other confirmation refused and dropped it
+    other = key.replace("0123", "4567")
+    store.write_bytes(f"{PENDING_PREFIX}/{other}", gzip.compress(jsonl([contact("c1", "a@x.io")])))
+    from ingestion_pipeline.api.errors import ApiError
+
+    with pytest.raises(ApiError) as refused:
+        api.confirm(other)
+    assert (refused.value.status, refused.value.error_code) == (404, "upload_not_found")
 
 
 def test_confirm_of_an_unknown_upload_is_404(api):

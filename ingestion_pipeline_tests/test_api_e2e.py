@@ -25,7 +25,7 @@ def recent(hours: float = 1) -> str:
     return (datetime.now(timezone.utc) - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-CONTACTS = [contact("c1", "a@x.io", {"plan": "pro"}), contact("c2", "B@X.io"), contact("c3", "c@x.io")]
+CONTACTS = [contact("c1", "a@x.io", {"plan": "pro"}), contact("c2", "B@X.io"), contact("c3", "c@x.io", utm_source="ads")]
 
 
 def events() -> list:
@@ -51,7 +51,8 @@ def upload_both(server) -> tuple[str, str, str]:
 
 def assert_reported(server, json_key: str, gz_key: str) -> None:
     loaded = server.request("GET", f"/ingestion/files/{json_key}").json()
-    assert {k: loaded[k] for k in ("status", "stream", "format", "rows_read", "rows_loaded", "rows_rejected", "rows_duplicate", "first_error", "rejected_records")} == {
+    keys = ("status", "stream", "format", "rows_read", "rows_loaded", "rows_rejected", "rows_duplicate", "first_error", "schema_drift", "rejected_records")
+    assert {k: loaded[k] for k in keys} == {
         "status": "loaded",
         "stream": "contact",
         "format": "json",
@@ -60,11 +61,12 @@ def assert_reported(server, json_key: str, gz_key: str) -> None:
         "rows_rejected": 0,
         "rows_duplicate": 0,
         "first_error": None,
+        "schema_drift": "utm_source",  # an unknown top-level field, kept in the properties
         "rejected_records": [],
     }
     assert loaded["landed_at"] and loaded["processed_at"] and loaded["size_bytes"] > 0
     partial = server.request("GET", f"/ingestion/files/{gz_key}").json()
-    assert {k: partial[k] for k in ("status", "stream", "format", "rows_read", "rows_loaded", "rows_rejected", "rows_duplicate")} == {
+    assert {k: partial[k] for k in ("status", "stream", "format", "rows_read", "rows_loaded", "rows_rejected", "rows_duplicate", "schema_drift")} == {
         "status": "partially_loaded",
         "stream": "contact_event",
         "format": "jsonl.gz",
@@ -72,6 +74,7 @@ def assert_reported(server, json_key: str, gz_key: str) -> None:
         "rows_loaded": 3,
         "rows_rejected": 1,
         "rows_duplicate": 0,
+        "schema_drift": None,
     }
     (rejected,) = partial["rejected_records"]
     assert (rejected["line"], rejected["field"], rejected["rule"]) == (3, "event_timestamp", "invalid_timestamp")

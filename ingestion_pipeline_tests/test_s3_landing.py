@@ -230,3 +230,49 @@ def test_the_sensor_on_s3_keeps_its_sweep_in_the_cursor_and_waits_for_no_settlin
     assert result.success
     assert rows(s3_settings, "select contact_id from contacts") == [("c1",)]
     assert evaluate(instance, ingest, cursor=tick.cursor).run_requests == []
+
+
+def test_a_sweep_slice_is_bounded_by_keys_listed_hidden_names_included(s3_landing):
+    for i in range(12):
+        s3_landing.put(f"contact/_markers/m{i:03d}", "x")  # hidden: never returned, still listed
+    s3_landing.put("contact/z.jsonl", [contact("c1", "a@x.io")])
+    store = S3LandingStore(s3_landing.url, client=s3_landing.client)
+    calls = []
+    store.client.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: calls.append(1))
+    files, state = list_for_tick(store, ["contact"], SweepState(), time.time(), keys_per_tick=4, full_listing_seconds=600)
+    assert files == [] and state.after == "contact/_markers/m003"
+    assert len(calls) == 2 + 1  # the two recent date prefixes, then one 4-key page
+
+
+def test_presigning_without_credentials_is_a_landing_error(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store = open_landing("s3://landing/x")
+    with pytest.raises(LandingError, match="S3 presigning of x/_uploads/a.jsonl.gz failed: NoCredentialsError"):
+        store.presigned_put_url("_uploads/a.jsonl.gz", 60)
+
+
+def test_the_seaweedfs_launcher_stops_the_server_when_it_is_terminated(tmp_path):
+    import signal
+    import socket
+
+    from ingestion_pipeline.devtools.seaweedfs import free_port
+
+    port = free_port()
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "ingestion_pipeline.devtools.seaweedfs", "--dir", str(tmp_path / "sw"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "SeaweedFS S3 at" in launcher.stdout.readline()
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=30) == 0
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    finally:
+        launcher.kill()

@@ -141,7 +141,9 @@ class IngestionApi:
     # --- auth -----------------------------------------------------------------
 
     async def check_api_key(self, request: Request) -> None:
-        provided = request.headers.get("x-api-key")
+        # Whitespace around a field value is not part of it (RFC 9110 section 5.5);
+        # httptools keeps trailing whitespace, so it is dropped here.
+        provided = (request.headers.get("x-api-key") or "").strip(" \t")
         if not provided:
             raise ApiError(401, "missing_api_key", "the x-api-key header is required")
         given = provided.encode("latin-1", "replace")
@@ -182,7 +184,8 @@ class IngestionApi:
             "status": "already_confirmed",
             "message": f"{file_key} was already confirmed; GET /ingestion/files/{file_key} reports its ingestion",
         }
-        if upload is None:
+
+        def gone() -> dict[str, str]:
             if self.store.stat(file_key) is not None:
                 return already
             raise ApiError(
@@ -191,6 +194,9 @@ class IngestionApi:
                 f"no upload found for {file_key}: PUT the file to the upload URL first "
                 f"(upload URLs expire {self.options.upload_url_ttl_seconds} s after they are made)",
             )
+
+        if upload is None:
+            return gone()
         try:
             if upload.size > self.options.max_upload_bytes:
                 raise ApiError(
@@ -200,6 +206,10 @@ class IngestionApi:
                 sample = check_upload_sample(raw, file_key, stream_of(file_key), self.settings)
         except ApiError:
             self.store.delete(pending)  # refused: the upload is dropped, the client uploads again
+            raise
+        except (LandingError, FileNotFoundError):
+            if self.store.stat(pending) is None:  # a concurrent confirmation moved or refused it
+                return gone()
             raise
         try:
             self.store.move(pending, file_key)
@@ -288,6 +298,8 @@ class IngestionApi:
                 "rows_rejected": row["rows_rejected"],
                 "rows_duplicate": row["rows_duplicate"],
                 "first_error": row["first_error"],
+                # Unknown top-level fields kept in properties (SPEC section 2), comma-separated.
+                "schema_drift": row["schema_drift"],
                 "rejected_records": rejected.to_dicts(),
             }
         fmt = "json" if file_key.endswith(JSON_SUFFIX) else "jsonl.gz"
@@ -373,7 +385,7 @@ def create_app(
 
     authed = [Depends(api.check_api_key)]
 
-    @app.get("/openapi.json", include_in_schema=False)
+    @app.api_route("/openapi.json", methods=["GET", "HEAD"], include_in_schema=False)
     async def openapi_document(request: Request) -> JSONResponse:
         doc = app.openapi()
         if not public_url:
@@ -424,7 +436,7 @@ def create_app(
     ):
         app.add_api_route(path, endpoint, methods=["POST"], dependencies=authed, include_in_schema=visible)
 
-    @app.get("/ingestion/files/{file_key:path}", dependencies=authed)
+    @app.api_route("/ingestion/files/{file_key:path}", methods=["GET", "HEAD"], dependencies=authed)
     async def get_file(file_key: str):
         if not is_file_key(file_key):
             raise ApiError(404, "file_not_found", "no file with this key (keys look like <stream>/YYYY/MM/DD/<32 hex>.json or .jsonl.gz)")

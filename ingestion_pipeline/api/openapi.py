@@ -91,6 +91,10 @@ SCHEMAS: dict[str, Any] = {
             "rows_rejected": {"type": ["integer", "null"]},
             "rows_duplicate": {"type": ["integer", "null"]},
             "first_error": {"type": ["string", "null"]},
+            "schema_drift": {
+                "type": ["string", "null"],
+                "description": "Unknown top-level fields found in the file (kept in the record's properties), comma-separated",
+            },
             "rejected_records": {"type": "array", "items": _ref("RejectedRecord"), "description": "The first rejected records (at most 10)"},
         },
         "description": "Where a file is in the pipeline: its ledger row and first rejected records",

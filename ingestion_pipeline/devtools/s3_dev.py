@@ -28,6 +28,7 @@ def seed(server: seaweedfs.SeaweedS3, samples: Path) -> int:
 
 
 def main() -> None:
+    seaweedfs.exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", default=".seaweedfs")
     parser.add_argument("--s3-port", type=int, default=8333)
@@ -36,9 +37,10 @@ def main() -> None:
     parser.add_argument("--samples", default="data/samples")
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
-    server = seaweedfs.start(Path(args.dir).resolve(), "landing", s3_port=args.s3_port)
+    server = None
     children: list[subprocess.Popen] = []
     try:
+        server = seaweedfs.start(Path(args.dir).resolve(), "landing", s3_port=args.s3_port)
         seeded = seed(server, Path(args.samples))
         env = {**os.environ, **server.env()}
         env.setdefault("INGEST_API_KEYS", "local-dev-key")
@@ -68,7 +70,8 @@ def main() -> None:
                 child.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 child.kill()
-        server.stop()
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":

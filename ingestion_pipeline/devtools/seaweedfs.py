@@ -116,42 +116,63 @@ def start(data_dir: Path, bucket: str = "landing", *, access_key: str = DEFAULT_
     ]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key, "S3_BUCKET": bucket}
     log_path = data_dir / "weed.log"
-    log = open(log_path, "ab")
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=data_dir, start_new_session=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=data_dir, start_new_session=True)
     server = SeaweedS3(process, f"http://127.0.0.1:{ports['s3.port']}", bucket, access_key, secret_key, log_path)
     deadline = time.monotonic() + timeout
     client = server.client()
+    try:
+        _wait_until_serving(server, client, deadline, timeout)
+    except BaseException:
+        server.stop()  # interrupted or failed while starting: leave nothing running
+        raise
+    return server
+
+
+def _wait_until_serving(server: SeaweedS3, client, deadline: float, timeout: float) -> None:
+    process, log_path, bucket = server.process, server.log_path, server.bucket
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"SeaweedFS exited with {process.returncode}; see {log_path}:\n{log_path.read_text()[-3000:]}")
         try:
             client.head_bucket(Bucket=bucket)
-            return server
+            return
         except Exception:
             if time.monotonic() > deadline:
-                server.stop()
                 raise RuntimeError(f"SeaweedFS did not serve bucket {bucket!r} within {timeout:.0f}s; see {log_path}")
             time.sleep(0.3)
 
 
+def exit_on_sigterm() -> None:
+    """`kill <pid>` cleans up like Ctrl+C: SeaweedFS runs in its own session and would outlive us."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main() -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", default=".seaweedfs", help="data directory (default .seaweedfs)")
     parser.add_argument("--bucket", default="landing")
     parser.add_argument("--port", type=int, default=8333, help="S3 port (default 8333)")
     parser.add_argument("--env-file", help="also write the export lines to this file")
     args = parser.parse_args()
-    server = start(Path(args.dir).resolve(), args.bucket, s3_port=args.port)
-    exports = "".join(f"export {k}={v}\n" for k, v in server.env().items())
-    if args.env_file:
-        Path(args.env_file).write_text(exports)
-    print(f"SeaweedFS S3 at {server.endpoint_url}, bucket {server.bucket}, data in {args.dir}\n{exports}", flush=True)
+    server = None
     try:
+        server = start(Path(args.dir).resolve(), args.bucket, s3_port=args.port)
+        exports = "".join(f"export {k}={v}\n" for k, v in server.env().items())
+        if args.env_file:
+            Path(args.env_file).write_text(exports)
+        print(f"SeaweedFS S3 at {server.endpoint_url}, bucket {server.bucket}, data in {args.dir}\n{exports}", flush=True)
         server.process.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":

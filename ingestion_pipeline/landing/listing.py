@@ -52,8 +52,8 @@ def list_for_tick(
         state = SweepState(started_at=now, folder=0)
     budget = keys_per_tick
     while state.folder is not None and budget > 0:
-        page, last = store.list_page(folders[state.folder], state.after, min(1000, budget))
-        budget -= max(1, len(page))
+        page, last, listed = store.list_page(folders[state.folder], state.after, min(1000, budget))
+        budget -= max(1, listed)  # keys listed, hidden names too: they cost the same
         files.update((f.file_id, f) for f in page)
         if last is None:  # this folder is done
             state.folder = state.folder + 1 if state.folder + 1 < len(folders) else None

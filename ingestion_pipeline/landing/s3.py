@@ -40,7 +40,9 @@ def s3_client():
         s3={"addressing_style": "path"} if endpoint else {},
     )
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+    # A session of its own: credentials are read from the environment now, not cached
+    # by boto3's default session since the first client was made.
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region, config=config)
 
 
 def _error(action: str, key: str, exc: Exception) -> LandingError:
@@ -112,9 +114,10 @@ class S3LandingStore:
         except Exception as exc:
             raise _error("listing", params["Prefix"], exc) from exc
 
-    def list_page(self, folder: str, start_after: str | None, max_keys: int) -> tuple[list[LandedFile], str | None]:
+    def list_page(self, folder: str, start_after: str | None, max_keys: int) -> tuple[list[LandedFile], str | None, int]:
         """One ListObjectsV2 request under `folder`, after the path `start_after`:
-        (file versions, the last path listed, or None when the folder is exhausted)."""
+        (file versions, the last path listed or None when the folder is exhausted,
+        the number of keys listed, in-progress names included)."""
         params = {"Bucket": self.bucket, "Prefix": self._key(folder) + "/", "MaxKeys": max(1, min(max_keys, 1000))}
         if start_after:
             params["StartAfter"] = self._key(start_after)
@@ -125,7 +128,7 @@ class S3LandingStore:
         contents = page.get("Contents", ())
         files = [f for obj in contents if (f := self._visible(obj)) is not None]
         last = self._rel(contents[-1]["Key"]) if contents and page.get("IsTruncated") else None
-        return files, last
+        return files, last, len(contents)
 
     def open(self, file: LandedFile) -> BinaryIO:
         key = self._key(file.path)
@@ -194,6 +197,10 @@ class S3LandingStore:
 
     def presigned_put_url(self, path: str, expires_seconds: int) -> str | None:
         expires = max(1, min(int(expires_seconds), MAX_PRESIGNED_SECONDS))
-        return self.client.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": self._key(path)}, ExpiresIn=expires, HttpMethod="PUT"
-        )
+        key = self._key(path)
+        try:  # signing needs credentials, and fails without any
+            return self.client.generate_presigned_url(
+                "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires, HttpMethod="PUT"
+            )
+        except Exception as exc:
+            raise _error("presigning", key, exc) from exc
