@@ -442,11 +442,20 @@ def pending_by_partition(
 ) -> dict[tuple[str, date], list[LandedFile]]:
     """Files the ledger has not recorded as done, grouped by (stream, landing day);
     of `listed`, or of everything under the feed folders."""
-    warehouse = Warehouse(settings.warehouse_dir)
     if listed is None:
-        listed = [f for feed in FEEDS.values() for f in store.list_files(feed.folder)]
+        listed = list_landing(store)
+    return by_partition(pending_files(Warehouse(settings.warehouse_dir), listed))
+
+
+def list_landing(store: LandingStore) -> list[LandedFile]:
+    """Every file version under the feed folders."""
+    return [f for feed in FEEDS.values() for f in store.list_files(feed.folder)]
+
+
+def by_partition(files: list[LandedFile]) -> dict[tuple[str, date], list[LandedFile]]:
+    """Files grouped by (stream, landing day); files outside every feed folder are left out."""
     groups: dict[tuple[str, date], list[LandedFile]] = {}
-    for f in pending_files(warehouse, listed):
+    for f in files:
         feed = feed_for_path(f.path)
         if feed is not None:
             groups.setdefault((feed.stream.name, f.landing_date), []).append(f)

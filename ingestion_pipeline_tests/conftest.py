@@ -19,6 +19,16 @@ def utc(*args) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
 
 
+def file_bytes(rel: str, content: str | bytes | list) -> bytes:
+    """A file's bytes: a list is JSON lines (str items as given), gzipped for a .gz name."""
+    if isinstance(content, list):
+        content = "".join(json.dumps(r) + "\n" if not isinstance(r, str) else r + "\n" for r in content)
+    data = content.encode() if isinstance(content, str) else content
+    if rel.endswith((".gz", ".gzip")) and not data.startswith(b"\x1f\x8b"):
+        data = gzip.compress(data, mtime=0)
+    return data
+
+
 class Landing:
     """Writes files into a landing folder with a chosen mtime (= landed_at)."""
 
@@ -29,12 +39,7 @@ class Landing:
     def put(self, rel: str, content: str | bytes | list, landed_at: datetime) -> Path:
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, list):
-            content = "".join(json.dumps(r) + "\n" if not isinstance(r, str) else r + "\n" for r in content)
-        data = content.encode() if isinstance(content, str) else content
-        if rel.endswith((".gz", ".gzip")) and not data.startswith(b"\x1f\x8b"):
-            data = gzip.compress(data, mtime=0)
-        path.write_bytes(data)
+        path.write_bytes(file_bytes(rel, content))
         ts = landed_at.timestamp()
         os.utime(path, (ts, ts))
         return path
@@ -101,12 +106,7 @@ class S3Landing:
         self.store = S3LandingStore(self.url, client=self.client)
 
     def put(self, rel: str, content: str | bytes | list) -> str:
-        if isinstance(content, list):
-            content = "".join(json.dumps(r) + "\n" if not isinstance(r, str) else r + "\n" for r in content)
-        data = content.encode() if isinstance(content, str) else content
-        if rel.endswith((".gz", ".gzip")) and not data.startswith(b"\x1f\x8b"):
-            data = gzip.compress(data, mtime=0)
-        self.client.put_object(Bucket=self.server.bucket, Key=f"{self.prefix}/{rel}", Body=data)
+        self.client.put_object(Bucket=self.server.bucket, Key=f"{self.prefix}/{rel}", Body=file_bytes(rel, content))
         return rel
 
 

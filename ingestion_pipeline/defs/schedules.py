@@ -5,8 +5,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from ..pipeline import pending_by_partition
-from ..streams import FEEDS, feed_for_path
+from ..pipeline import by_partition, list_landing, pending_by_partition
 from .jobs import day_run_requests, ingest_job
 from .resources import IngestResource
 
@@ -27,14 +26,9 @@ def daily_sweep(context: dg.ScheduleEvaluationContext, ingest: IngestResource):
     window = {today - timedelta(days=n) for n in range(1, SWEEP_DAYS + 1)}
     store = ingest.store()
     # One listing serves both questions (on S3 a listing of a big bucket takes seconds).
-    listed = [f for feed in FEEDS.values() for f in store.list_files(feed.folder)]
+    listed = list_landing(store)
     groups = {part: files for part, files in pending_by_partition(ingest.settings(), store, listed).items() if part[1] in window}
-    yesterdays: dict = {}
-    for f in listed:
-        feed = feed_for_path(f.path)
-        if feed is not None and f.landing_date == yesterday:
-            yesterdays.setdefault((feed.stream.name, yesterday), []).append(f)
-    for part, files in yesterdays.items():
+    for part, files in by_partition([f for f in listed if f.landing_date == yesterday]).items():
         groups.setdefault(part, files)
     if not groups:
         return dg.SkipReason(f"No landed files on {yesterday} and nothing pending in the last {SWEEP_DAYS} days")

@@ -1,12 +1,8 @@
 """`landing_sensor`: notices settled new file versions and requests one run per
 landing day. The ledger, not the cursor, decides what is new; the cursor only
 remembers the size/version of files seen unsettled on the previous tick and, for
-S3, when the bucket was last listed in full.
-
-Listing 100k objects costs seconds on S3, so on most ticks an S3 landing is listed
-under yesterday's and today's date prefixes (`<folder>/YYYY/MM/DD/`, where the API
-writes); every `full_listing_seconds` the whole bucket prefix is listed to catch
-files landed under other names."""
+S3, how far the sweep of the bucket has got (`landing/listing.py`: each tick lists
+the recent date prefixes plus a bounded slice of the sweep)."""
 
 import json
 import time
