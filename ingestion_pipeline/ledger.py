@@ -3,7 +3,6 @@ truth for what was processed. Stored as one segment per (stream, landing day).""
 
 from __future__ import annotations
 
-import glob
 from datetime import date
 from typing import Iterable
 
@@ -17,10 +16,7 @@ LOADED_STATUSES = ("loaded", "partially_loaded")
 
 
 def read_ledger(warehouse: Warehouse, columns: list[str] | None = None) -> pl.DataFrame:
-    files = glob.glob(str(warehouse.root / "ingested_files" / "*" / "*.parquet"))
-    if not files:
-        return pl.DataFrame(schema={c: LEDGER_SCHEMA[c] for c in (columns or LEDGER_SCHEMA)})
-    return pl.scan_parquet(files).select(columns or list(LEDGER_SCHEMA)).collect()
+    return warehouse.scan_segments("ingested_files", LEDGER_SCHEMA).select(columns or list(LEDGER_SCHEMA)).collect()
 
 
 def write_segment(warehouse: Warehouse, stream: str, day: date, rows: list[dict]) -> None:

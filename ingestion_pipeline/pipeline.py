@@ -27,7 +27,7 @@ from .parse import JsonParser
 from .settings import Settings
 from .streams import FEEDS, STREAMS, FeedSpec, StreamSpec, feed_for_path, feeds_of_stream, has_memberships
 from .validate import REJECT_SCHEMA, Validator
-from .warehouse import REJECTED_SCHEMA, UTC_TS, Warehouse, table_schema, write_parquet
+from .warehouse import REJECTED_SCHEMA, UTC_TS, Warehouse, scan_all, table_schema, write_parquet
 
 Log = Callable[[str], None]
 
@@ -369,21 +369,12 @@ def ingest_partition(
     return PartitionReport(stream, day, rows, errors)
 
 
-def _scan_all(files: list[str], schema: dict) -> pl.LazyFrame:
-    """Parquet files read as one frame of the current schema: a column that an
-    older file lacks (written before the column existed) is null there."""
-    return pl.concat(
-        [pl.scan_parquet(f, missing_columns="insert", schema=schema) for f in files] if files else [pl.LazyFrame(schema=schema)],
-        how="vertical",
-    )
-
-
 def _folder(path: str) -> str:
     return path.partition("/")[0]
 
 
 def _write_concat(parts: list[Path], path: Path, schema: dict) -> None:
-    write_parquet(_scan_all([str(p) for p in parts if p.exists()], schema), path)
+    write_parquet(scan_all([str(p) for p in parts if p.exists()], schema), path)
 
 
 @dataclass
@@ -408,17 +399,17 @@ def build_table(settings: Settings, stream: str) -> TableSummary:
         if not record_files:
             table = pl.LazyFrame(schema=schema)
         elif spec.kind == "event":
-            table = merge.current_events(_scan_all(record_files, table_schema_batch(spec)), spec.keys)
+            table = merge.current_events(scan_all(record_files, table_schema_batch(spec)), spec.keys)
         else:
-            cells = _scan_all(sorted(glob.glob(warehouse.batch_glob(stream, "cells.parquet"))), CELL_SCHEMA | dict.fromkeys(spec.keys, pl.String))
-            table = merge.current_entities(_scan_all(record_files, table_schema_batch(spec)), cells, spec.keys)
+            cells = scan_all(sorted(glob.glob(warehouse.batch_glob(stream, "cells.parquet"))), CELL_SCHEMA | dict.fromkeys(spec.keys, pl.String))
+            table = merge.current_entities(scan_all(record_files, table_schema_batch(spec)), cells, spec.keys)
         if "account_id" in spec.extra_columns:
             memberships = sorted(
                 path for source in STREAMS if has_memberships(source)
                 for path in glob.glob(warehouse.batch_glob(source, "memberships.parquet"))
             )
             if memberships:
-                current = merge.current_memberships(_scan_all(memberships, MEMBERSHIP_SCHEMA))
+                current = merge.current_memberships(scan_all(memberships, MEMBERSHIP_SCHEMA))
                 table = table.drop("account_id").join(current, on="contact_id", how="left").sort(spec.keys)
         write_parquet(table.select(list(schema)).cast(schema), path)
     keys = pl.struct(spec.keys) if len(spec.keys) > 1 else pl.col(spec.keys[0])

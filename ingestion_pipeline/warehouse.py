@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
 import uuid
 from pathlib import Path
@@ -65,6 +66,15 @@ def table_schema(spec: StreamSpec) -> dict[str, pl.DataType]:
     return {**cols, **LINEAGE}
 
 
+def scan_all(files: list[str], schema: dict) -> pl.LazyFrame:
+    """Parquet files read as one frame of the current schema: a column that an
+    older file lacks (written before the column existed) is null there."""
+    return pl.concat(
+        [pl.scan_parquet(f, missing_columns="insert", schema=schema) for f in files] if files else [pl.LazyFrame(schema=schema)],
+        how="vertical",
+    )
+
+
 def atomic_path(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -112,6 +122,11 @@ class Warehouse:
     # per-partition segments: <root>/<table>/<stream>/<day>.parquet
     def segment_path(self, table: str, stream: str, day: str) -> Path:
         return self.root / table / stream / f"{day}.parquet"
+
+    def scan_segments(self, table: str, schema: dict, stream: str | None = None) -> pl.LazyFrame:
+        """The segments of a table (of one stream, or all), as one lazy frame."""
+        folder = glob.escape(stream) if stream else "*"
+        return scan_all(sorted(glob.glob(str(self.root / table / folder / "*.parquet"))), schema)
 
     def batch_dir(self, stream: str, day: str) -> Path:
         return self.root / "_batches" / stream / day

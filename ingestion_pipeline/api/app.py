@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import glob
 import hmac
 import json
 import logging
@@ -254,24 +253,15 @@ class IngestionApi:
 
     # --- file status ----------------------------------------------------------
 
-    def _segments(self, table: str, stream: str) -> list[str]:
-        return sorted(glob.glob(str(self.warehouse.root / table / glob.escape(stream) / "*.parquet")))
-
-    def _scan(self, table: str, stream: str, schema: dict) -> pl.LazyFrame:
-        files = self._segments(table, stream)
-        if not files:
-            return pl.LazyFrame(schema=schema)
-        return pl.concat([pl.scan_parquet(f, missing_columns="insert", schema=schema) for f in files], how="vertical")
-
     def file_status(self, file_key: str) -> dict[str, Any]:
         stream = stream_of(file_key)
-        rows = self._scan("ingested_files", stream, LEDGER_SCHEMA).filter(pl.col("file") == file_key).collect()
+        rows = self.warehouse.scan_segments("ingested_files", LEDGER_SCHEMA, stream).filter(pl.col("file") == file_key).collect()
         current = self.store.stat(file_key)
         base: dict[str, Any] = {"file_key": file_key, "stream": stream}
         if rows.height and (current is None or current.file_id in set(rows["file_id"].to_list())):
             row = rows.sort("landed_at", "processed_at", descending=True, nulls_last=True).row(0, named=True)
             rejected = (
-                self._scan("rejected_records", stream, REJECTED_SCHEMA)
+                self.warehouse.scan_segments("rejected_records", REJECTED_SCHEMA, stream)
                 .filter((pl.col("file") == file_key) & (pl.col("landed_at") == row["landed_at"]))
                 .select("line", "field", "rule", "message")
                 .sort("line", nulls_last=False)

@@ -35,9 +35,6 @@ class ApiError(Exception):
         self.headers = headers
         self.extra = extra
 
-    def body(self) -> dict[str, Any]:
-        return {"error_code": self.error_code, "message": self.message, **self.extra}
-
 
 def error_response(status: int, error_code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     return JSONResponse({"error_code": error_code, "message": message, **extra}, status_code=status, headers=headers)
@@ -54,7 +51,7 @@ def _pydantic_errors(errors) -> list[dict[str, Any]]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        return error_response(exc.status, exc.error_code, exc.message, exc.headers, **exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
