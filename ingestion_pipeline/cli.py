@@ -33,12 +33,13 @@ def run_ingest(settings: Settings, echo=click.echo) -> tuple[list[dict], list[st
     from .defs.resources import IngestResource
     from .landing import open_landing
     from .ledger import read_ledger
-    from .pipeline import pending_by_partition
+    from .pipeline import pending_by_partition, stale_tables
+    from .streams import STREAMS
     from .warehouse import Warehouse
 
     store = open_landing(settings.landing_url)
     groups = pending_by_partition(settings, store)
-    if not groups:
+    if not groups and not stale_tables(settings):
         return [], []
     ingest = IngestResource(
         landing_url=settings.landing_url,
@@ -46,36 +47,58 @@ def run_ingest(settings: Settings, echo=click.echo) -> tuple[list[dict], list[st
         max_record_bytes=settings.max_record_bytes,
         max_decoded_bytes=settings.max_decoded_bytes,
     )
-    job = build_definitions(ingest).resolve_job_def("ingest_job")
+    definitions = build_definitions(ingest)
     home = os.environ.get("DAGSTER_HOME")
     if home:
         os.makedirs(home, exist_ok=True)  # a fresh clone under `make ingest`: runs show in the UI later
     instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
     failures = []
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     requests = day_run_requests(groups, key_prefix=f"cli:{uuid.uuid4().hex[:8]}")
     for i, request in enumerate(requests, 1):
         streams = request.tags["ingestion/streams"]
         echo(f"[{i}/{len(requests)}] landing day {request.partition_key}: {request.tags['ingestion/files']} new file(s) in {streams}", err=True)
-        result = job.execute_in_process(
+        result = definitions.resolve_job_def("ingest_job").execute_in_process(
             partition_key=request.partition_key,
             asset_selection=request.asset_selection,
             instance=instance,
             tags={**request.tags, "ingestion/source": "cli"},
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            run_config=quiet,
             raise_on_error=False,
         )
         if not result.success:
-            reasons = [
-                f"{ev.step_key}: {(ev.event_specific_data.error.message or '').strip().splitlines()[0] if ev.event_specific_data.error else 'failed'}"
-                for ev in result.get_step_failure_events()
-            ]
-            failures.append(
-                f"run {result.run_id} for landing day {request.partition_key} failed"
-                + "".join(f"\n  {r}" for r in reasons)
-            )
+            failures.append(_run_failure(result, f"landing day {request.partition_key}"))
+    # A run killed between committing a day and rebuilding a table leaves the table
+    # behind its batches while the ledger counts the day as done: rebuild it.
+    stale = stale_tables(settings)
+    if stale:
+        tables = [STREAMS[s].table for s in stale]
+        echo(f"rebuilding {', '.join(tables)}: behind the committed batches (an earlier run stopped before rebuilding)", err=True)
+        result = definitions.resolve_job_def("tables_job").execute_in_process(
+            asset_selection=[dg.AssetKey(t) for t in tables],
+            instance=instance,
+            tags={"ingestion/source": "cli"},
+            run_config=quiet,
+            raise_on_error=False,
+        )
+        if not result.success:
+            failures.append(_run_failure(result, "the table rebuild"))
     wanted = {f.file_id for files in groups.values() for f in files}
     ledger = read_ledger(Warehouse(settings.warehouse_dir)).filter(pl.col("file_id").is_in(list(wanted)))
     return ledger.sort("landed_at", "file").to_dicts(), failures
+
+
+def _run_failure(result, what: str) -> str:
+    """The run's failed steps, each with the error that stopped it (Dagster's
+    step-wrapper exception unwrapped to its cause)."""
+    reasons = []
+    for ev in result.get_step_failure_events():
+        error = ev.event_specific_data.error
+        while error is not None and error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+            error = error.cause
+        text = (error.message or "").strip().splitlines()[0] if error is not None else "failed"
+        reasons.append(f"{ev.step_key}: {text}")
+    return f"run {result.run_id} for {what} failed" + "".join(f"\n  {r}" for r in reasons)
 
 
 @main.command()

@@ -4,7 +4,7 @@ import dagster as dg
 
 from .defs.assets import batch_assets, table_assets
 from .defs.checks import no_failed_files_checks
-from .defs.jobs import ingest_job
+from .defs.jobs import ingest_job, tables_job
 from .defs.resources import IngestResource
 from .defs.schedules import daily_sweep
 from .defs.sensors import landing_sensor
@@ -14,7 +14,7 @@ def build_definitions(ingest: IngestResource | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[*batch_assets, *table_assets],
         asset_checks=no_failed_files_checks,
-        jobs=[ingest_job],
+        jobs=[ingest_job, tables_job],
         sensors=[landing_sensor],
         schedules=[daily_sweep],
         resources={"ingest": ingest or IngestResource.from_env()},

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -18,7 +19,7 @@ from typing import Callable
 import duckdb
 import polars as pl
 
-from . import merge
+from . import faults, merge
 from . import normalise as norm
 from .formats import DecodedReader, FileRejected, detect_format, iter_records
 from .landing import LandedFile, LandingStore
@@ -27,7 +28,7 @@ from .parse import JsonParser
 from .settings import Settings
 from .streams import FEEDS, STREAMS, FeedSpec, StreamSpec, feed_for_path, feeds_of_stream, has_memberships
 from .validate import REJECT_SCHEMA, Validator
-from .warehouse import REJECTED_SCHEMA, UTC_TS, Warehouse, scan_all, table_schema, write_parquet
+from .warehouse import REJECTED_SCHEMA, UTC_TS, Warehouse, fsync_dir, scan_all, table_schema, write_parquet
 
 Log = Callable[[str], None]
 
@@ -167,6 +168,7 @@ def stage_file(
                 reader = DecodedReader(raw, fmt, settings, file.path)
                 try:
                     for lines in iter_records(reader, fmt, settings, file.path, feed):
+                        faults.point(f"parsed a batch of {file.path}")
                         rows_read += lines.height
                         valid, rejects = validator.validate(parser.parse(lines), file.landed_at)
                         if rejects.height:
@@ -241,10 +243,29 @@ def stage_file(
     finally:
         parser.close()
     (work / "ledger.json").write_text(json.dumps(row, default=str))
-    if final.exists():
-        shutil.rmtree(final)
-    work.rename(final)
+    _publish(work, final)
     return StagedFile(final, row, error=raise_later)
+
+
+def _publish(work: Path, final: Path) -> None:
+    """A staged folder replaces the previous one by renames, so a staged result is
+    whole or absent: a crash between the two renames leaves none (the file is
+    staged again next run), never half of one."""
+    for f in work.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    fsync_dir(work)
+    faults.point(f"staged {final.name} (not yet published)")
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.{uuid.uuid4().hex}.old")
+        final.rename(old)
+        faults.point(f"moved aside the previous staging of {final.name}")
+    work.rename(final)
+    fsync_dir(final.parent)
+    faults.point(f"published staging of {final.name}")
+    if old is not None:
+        shutil.rmtree(old)
 
 
 CELL_SCHEMA = {"_landed_at": UTC_TS, "_source_file": pl.String, "_source_line": pl.Int64, "prop": pl.String, "value": pl.String, "_pos": pl.Int64}
@@ -266,6 +287,7 @@ def _reject_rows(rejects: pl.DataFrame, file: LandedFile, spec: StreamSpec) -> p
 def _write_part(frame: pl.DataFrame, work: Path, kind: str, n: int) -> Path:
     path = work / f"{kind}-{n:05d}.parquet"
     frame.write_parquet(path)
+    faults.point(f"wrote staging part {path.name}")
     return path
 
 
@@ -281,12 +303,34 @@ def list_day_files(store: LandingStore, stream: str, day: date) -> list[LandedFi
     return sorted(files, key=lambda f: (f.landed_at, f.path))
 
 
+COUNT_COLUMNS = ("rows_read", "rows_loaded", "rows_rejected", "rows_duplicate")
+
+
 @dataclass
 class PartitionReport:
     stream: str
     day: date
     files: list[dict]  # ledger rows, in version order
     errors: list[str]
+    previous: list[dict] = field(default_factory=list)  # the day's ledger rows before this run
+
+    def changes(self) -> list[str]:
+        """What this run changed in the day's per-file results (after a reprocess:
+        what a normaliser or limit change did), one line per changed file."""
+        before = {r["file_id"]: r for r in self.previous}
+        lines = []
+        for r in self.files:
+            old = before.pop(r["file_id"], None)
+            if old is None:
+                continue
+            diffs = [
+                f"{k} {old[k]} -> {r[k]} ({r[k] - old[k]:+d})" for k in COUNT_COLUMNS if old[k] != r[k]
+            ]
+            if old["status"] != r["status"]:
+                diffs.insert(0, f"status {old['status']} -> {r['status']}")
+            if diffs:
+                lines.append(f"{r['file']}: " + ", ".join(diffs))
+        return lines
 
     @property
     def rows_loaded(self) -> int:
@@ -306,14 +350,24 @@ def ingest_partition(
     records and ledger segment (ledger last). Re-running gives the same outputs."""
     warehouse = Warehouse(settings.warehouse_dir)
     warehouse.ensure_layout()
+    with warehouse.partition_lock(stream, day.isoformat(), log):
+        return _ingest_partition(settings, warehouse, store, stream, day, run_id, reprocess, log)
+
+
+def _ingest_partition(
+    settings: Settings, warehouse: Warehouse, store: LandingStore, stream: str, day: date, run_id: str, reprocess: bool, log: Log
+) -> PartitionReport:
     spec = STREAMS[stream]
     stage_root = warehouse.staging_dir(stream, day.isoformat())
     listed = {f.file_id: f for f in list_day_files(store, stream, day)}
     staged: dict[str, StagedFile] = {}
     if stage_root.exists():
         for d in stage_root.iterdir():
-            if not d.name.startswith(".") and (s := StagedFile.load(d)) is not None:
+            if d.name.startswith("."):
+                shutil.rmtree(d)  # left by a process that died mid-staging (this run holds the day's lock)
+            elif (s := StagedFile.load(d)) is not None:
                 staged[d.name] = s
+    previous = read_ledger(warehouse).filter((pl.col("stream") == stream) & (pl.col("landing_date") == day)).to_dicts()
     errors: list[str] = []
     for i, (file_id, file) in enumerate(listed.items()):
         current = staged.get(file_id)
@@ -324,7 +378,8 @@ def ingest_partition(
         if current.error is not None:
             errors.append(f"{file.path}: {current.row['first_error']}")
     ordered = sorted(staged.values(), key=lambda s: (s.row["landed_at"], s.row["file"]))
-    with warehouse.lock():
+    with warehouse.lock(log):
+        warehouse.remove_stale_temps()
         prior = read_ledger(warehouse, ["file_id", "sha256", "status", "landed_at", "file", "stream", "landing_date"]).filter(
             ~((pl.col("stream") == stream) & (pl.col("landing_date") == day))
         )
@@ -366,7 +421,7 @@ def ingest_partition(
             [s.rejects for s in kept], warehouse.segment_path("rejected_records", stream, day.isoformat()), REJECTED_SCHEMA
         )
         write_segment(warehouse, stream, day, rows)
-    return PartitionReport(stream, day, rows, errors)
+    return PartitionReport(stream, day, rows, errors, previous)
 
 
 def _folder(path: str) -> str:
@@ -387,15 +442,42 @@ class TableSummary:
     preview: pl.DataFrame
 
 
-def build_table(settings: Settings, stream: str) -> TableSummary:
+def table_inputs(warehouse: Warehouse, stream: str) -> list[str]:
+    """The batch files a stream's current-state table is built from."""
+    spec = STREAMS[stream]
+    files = glob.glob(warehouse.batch_glob(stream, "*.parquet"))
+    if "account_id" in spec.extra_columns:
+        files += [p for source in STREAMS if has_memberships(source) for p in glob.glob(warehouse.batch_glob(source, "memberships.parquet"))]
+    return sorted(files)
+
+
+def stale_tables(settings: Settings) -> list[str]:
+    """Streams whose table is older than a batch it is built from: a run stopped
+    after committing a day but before rebuilding the table (the next ingest
+    rebuilds it; the ledger already counts that day as done)."""
+    warehouse = Warehouse(settings.warehouse_dir)
+    stale = []
+    for stream, spec in STREAMS.items():
+        inputs = table_inputs(warehouse, stream)
+        if not inputs:
+            continue
+        table = warehouse.table_path(spec.table)
+        built = table.stat().st_mtime_ns if table.exists() else -1
+        if max(os.stat(p).st_mtime_ns for p in inputs) > built:
+            stale.append(stream)
+    return stale
+
+
+def build_table(settings: Settings, stream: str, log: Log = lambda msg: None) -> TableSummary:
     """Rebuild a current-state table from every committed day batch of its stream."""
     warehouse = Warehouse(settings.warehouse_dir)
     warehouse.ensure_layout()
     spec = STREAMS[stream]
     schema = table_schema(spec)
-    record_files = sorted(glob.glob(warehouse.batch_glob(stream, "records.parquet")))
     path = warehouse.table_path(spec.table)
-    with warehouse.lock():
+    with warehouse.lock(log):
+        warehouse.remove_stale_temps()
+        record_files = sorted(glob.glob(warehouse.batch_glob(stream, "records.parquet")))
         if not record_files:
             table = pl.LazyFrame(schema=schema)
         elif spec.kind == "event":

@@ -7,13 +7,16 @@ import contextlib
 import fcntl
 import glob
 import os
+import socket
+import time
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import duckdb
 import polars as pl
 
+from . import faults
 from .streams import STREAMS, StreamSpec
 
 UTC_TS = pl.Datetime("us", "UTC")
@@ -88,17 +91,24 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _label(path: Path) -> str:
+    return "/".join(path.parts[-4:])
+
+
 def commit(tmp: Path, path: Path) -> None:
     """fsync the temp file, rename it over the target, fsync the folder."""
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
+    faults.point(f"synced temp of {_label(path)}")
     os.replace(tmp, path)
+    faults.point(f"renamed {_label(path)}")
     fsync_dir(path.parent)
 
 
 def write_parquet(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
     """Atomic: a reader sees the old file or the new one, never half of one."""
     tmp = atomic_path(path)
+    faults.point(f"writing temp of {_label(path)}")
     try:
         if isinstance(frame, pl.LazyFrame):
             frame.sink_parquet(tmp, compression="zstd", row_group_size=256_000)
@@ -107,6 +117,51 @@ def write_parquet(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
         commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+LOCK_TIMEOUT_SECONDS = float(os.environ.get("INGEST_LOCK_TIMEOUT_SECONDS") or 3600)
+
+
+class LockTimeout(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def hold_lock(path: Path, what: str, log: Callable[[str], None] | None = None) -> Iterator[None]:
+    """An exclusive flock on `path` (released by the OS if the holder dies). Waits
+    for another holder, saying so, and fails after INGEST_LOCK_TIMEOUT_SECONDS."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            if log:
+                log(f"waiting for {what}: held by {holder}")
+            deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LockTimeout(
+                            f"gave up waiting for {what} after {LOCK_TIMEOUT_SECONDS:.0f} s: held by {holder} "
+                            f"(lock file {path}; INGEST_LOCK_TIMEOUT_SECONDS sets the wait)"
+                        ) from None
+                    time.sleep(0.2)
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
+            fh.flush()
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fh.flush()
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class Warehouse:
@@ -138,15 +193,24 @@ class Warehouse:
         return self.root / "_staging" / stream / day
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, log: Callable[[str], None] | None = None) -> Iterator[None]:
         """Serialises commits to the tables and the ledger across processes."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with hold_lock(self.root / ".lock", "the warehouse (a commit or table build)", log):
+            yield
+
+    @contextlib.contextmanager
+    def partition_lock(self, stream: str, day: str, log: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Serialises runs of one (stream, landing day): its staging folder has one writer."""
+        with hold_lock(self.root / "_staging" / stream / f"{day}.lock", f"landing day {day} of {stream}", log):
+            yield
+
+    def remove_stale_temps(self) -> int:
+        """Temp files of writes that never committed (a process killed mid-write).
+        Call with the warehouse lock held: every write they could belong to takes it."""
+        stale = [p for top in [*self.table_schemas(), "_batches"] for p in (self.root / top).rglob(".*.tmp")]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return len(stale)
 
     def table_schemas(self) -> dict[str, dict[str, pl.DataType]]:
         schemas = {spec.table: table_schema(spec) for spec in STREAMS.values()}
@@ -156,10 +220,11 @@ class Warehouse:
 
     def ensure_layout(self) -> None:
         """Every table exists (with 0 rows) so its view can always be queried."""
-        for table, schema in self.table_schemas().items():
-            marker = self.root / table / "_schema.parquet"
-            if not marker.exists():
-                write_parquet(pl.DataFrame(schema=schema), marker)
+        missing = {t: s for t, s in self.table_schemas().items() if not (self.root / t / "_schema.parquet").exists()}
+        if missing:
+            with self.lock():
+                for table, schema in missing.items():
+                    write_parquet(pl.DataFrame(schema=schema), self.root / table / "_schema.parquet")
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB with one view per table."""

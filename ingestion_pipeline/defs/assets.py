@@ -6,7 +6,7 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from ..pipeline import build_table, ingest_partition
+from ..pipeline import PartitionReport, build_table, ingest_partition
 from ..streams import STREAMS, StreamSpec, tables_fed_by
 from ..warehouse import LEDGER_SCHEMA
 from .partitions import landing_days
@@ -44,6 +44,14 @@ def files_table(rows: list[dict]) -> dg.MetadataValue:
     )
     records = [dg.TableRecord({c: (r[c] if r[c] is not None else "") for c in LEDGER_COLUMNS}) for r in rows]
     return dg.MetadataValue.table(records=records, schema=schema)
+
+
+def reprocess_changes(report: PartitionReport) -> dg.MetadataValue:
+    """Per file, the counts before and after a reprocess (only files that changed)."""
+    changes = report.changes()
+    before = sum(r["rows_loaded"] for r in report.previous)
+    head = f"rows_loaded {before} -> {report.rows_loaded} ({report.rows_loaded - before:+d}) over {len(report.files)} file(s)"
+    return dg.MetadataValue.md("\n".join([head, ""] + [f"- {c}" for c in changes]) if changes else head + "; no file changed")
 
 
 def reconciliation_check(rows: list[dict], asset_key: dg.AssetKey) -> dg.AssetCheckResult:
@@ -100,11 +108,17 @@ def make_batch_asset(spec: StreamSpec) -> dg.AssetsDefinition:
                 f"rejected={r['rows_rejected']} duplicate={r['rows_duplicate']}"
                 + (f" first_error={r['first_error']}" if r["first_error"] else "")
             )
+        changes = report.changes()
+        if config.reprocess:
+            context.log.info(
+                f"reprocessed {len(report.files)} file(s): "
+                + ("; ".join(changes) if changes else "no per-file count changed")
+            )
         if report.errors:
             # The day's other files are committed: their records reach the tables
             # now, although this partition fails until the failed file loads.
             for fed in tables_fed_by(spec.name):
-                build_table(ingest.settings(), fed.name)
+                build_table(ingest.settings(), fed.name, log=context.log.info)
             raise dg.Failure(
                 description=f"{len(report.errors)} file(s) failed and are recorded as `failed` "
                 "(the day's other files are loaded and in the tables); "
@@ -125,6 +139,7 @@ def make_batch_asset(spec: StreamSpec) -> dg.AssetsDefinition:
                 "statuses": ", ".join(f"{s}={n}" for s, n in statuses.iter_rows()) if statuses is not None else "no files",
                 "preview": markdown_preview(preview),
                 "path": dg.MetadataValue.path(str(batch)),
+                **({"reprocess_changes": reprocess_changes(report)} if config.reprocess else {}),
             },
             check_results=[reconciliation_check(report.files, key)],
         )
@@ -152,7 +167,7 @@ def make_table_asset(spec: StreamSpec) -> dg.AssetsDefinition:
         pool=f"stream_{spec.name}",
     )
     def table(context: dg.AssetExecutionContext, ingest: IngestResource) -> dg.MaterializeResult:
-        summary = build_table(ingest.settings(), spec.name)
+        summary = build_table(ingest.settings(), spec.name, log=context.log.info)
         duplicates = summary.rows - summary.distinct_keys
         return dg.MaterializeResult(
             metadata={

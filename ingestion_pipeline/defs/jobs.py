@@ -16,6 +16,13 @@ ingest_job = dg.define_asset_job(
     description="Ingest one landing day: that day's batches, then the current-state tables.",
 )
 
+tables_job = dg.define_asset_job(
+    "tables_job",
+    selection=dg.AssetSelection.assets(*table_assets),
+    description="Rebuild current-state tables from the committed batches (repairs a table left "
+    "behind by a run that stopped between committing a day and rebuilding the table).",
+)
+
 
 def day_run_requests(groups: dict[tuple[str, date], list[LandedFile]], key_prefix: str) -> list[dg.RunRequest]:
     by_day: dict[date, dict[str, list[LandedFile]]] = {}

@@ -1,0 +1,138 @@
+"""Overlapping runs on one warehouse: CLI ingests in several processes and a Dagster
+partition run (a manual backfill) at the same time serialise on the warehouse and
+partition locks and leave the tables of one sequential run; a run that cannot get
+a lock within INGEST_LOCK_TIMEOUT_SECONDS fails with a message naming the holder."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ingestion_pipeline.definitions import build_definitions
+from ingestion_pipeline.defs.resources import IngestResource
+from ingestion_pipeline.ledger import read_ledger
+from ingestion_pipeline.warehouse import Warehouse
+
+from .conftest import contact, utc
+from .harness import build_landing, clean_env, ingest, ingest_command, snapshot
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory):
+    """The landing and the tables of one uninterrupted, unshared run."""
+    root = tmp_path_factory.mktemp("concurrency")
+    landing = build_landing(root / "landing")
+    run = ingest(landing.root, root / "sequential")
+    assert run.returncode == 0, run.stderr
+    return landing.root, snapshot(root / "sequential")
+
+
+def test_three_overlapping_cli_ingests_leave_the_tables_of_one_run(sequential, tmp_path):
+    landing, expected = sequential
+    warehouse = tmp_path / "warehouse"
+    procs = [
+        subprocess.Popen(ingest_command(landing, warehouse), env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, out + err
+    assert snapshot(warehouse) == expected
+    ledger = read_ledger(Warehouse(warehouse))
+    assert ledger["file_id"].is_unique().all()  # one row per file version, however many runs saw it
+    assert ledger.height == len(expected["ingested_files"])
+
+
+def test_a_backfill_run_and_a_cli_ingest_at_the_same_time(sequential, tmp_path):
+    """A Dagster run of every stream for the first landing day (as a backfill from
+    the UI launches it) while the CLI ingests everything, with a reader querying
+    throughout: the reader always sees whole tables, the result is one run's."""
+    landing, expected = sequential
+    warehouse = tmp_path / "warehouse"
+    ingest_resource = IngestResource(landing_url=str(landing), warehouse_dir=str(warehouse))
+    job = build_definitions(ingest_resource).resolve_job_def("ingest_job")
+    cli = subprocess.Popen(ingest_command(landing, warehouse), env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reads: list[int] = []
+    errors: list[Exception] = []
+    done = threading.Event()
+
+    def reader():
+        while not done.is_set():
+            try:
+                con = Warehouse(warehouse).connect()
+                reads.append(con.execute("SELECT count(*) FROM contacts").fetchone()[0])
+                con.execute("SELECT count(*) FROM ingested_files WHERE status = 'failed'").fetchone()
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(exc)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        result = job.execute_in_process(partition_key="2026-11-20", instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        out, err = cli.communicate(timeout=300)
+    finally:
+        done.set()
+        thread.join()
+    assert result.success
+    assert cli.returncode == 0, out + err
+    assert not errors, errors[:3]
+    assert reads and reads == sorted(reads)  # contacts only ever grow here: never a torn or older table
+    # The backfill may have committed the first day's files itself: whichever
+    # process did, every table is the sequential run's.
+    assert snapshot(warehouse) == expected
+
+
+def test_an_ingest_waits_for_a_held_warehouse_lock_and_says_so(tmp_path, landing):
+    landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 8))
+    warehouse = Warehouse(tmp_path / "warehouse")
+    warehouse.ensure_layout()
+    with warehouse.lock():
+        proc = subprocess.Popen(
+            ingest_command(landing.root, warehouse.root), env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        time.sleep(6)  # long enough for the run to reach its commit and wait
+        assert proc.poll() is None, proc.communicate()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert "loaded            contact/a.jsonl" in out
+
+
+def test_a_run_that_cannot_get_the_lock_in_time_fails_cleanly_and_the_next_run_loads(tmp_path, landing):
+    landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 8))
+    warehouse = Warehouse(tmp_path / "warehouse")
+    warehouse.ensure_layout()
+    with warehouse.lock():
+        held = ingest(landing.root, warehouse.root, env={"INGEST_LOCK_TIMEOUT_SECONDS": "1"})
+    assert held.returncode == 1
+    assert "error: run " in held.stderr and "for landing day 2026-11-20 failed" in held.stderr
+    assert "contact_batch: ingestion_pipeline.warehouse.LockTimeout: gave up waiting for the warehouse (a commit or table build) after 1 s: held by pid " in held.stderr
+    assert read_ledger(warehouse).is_empty()  # nothing recorded: the file is still pending
+    again = ingest(landing.root, warehouse.root)
+    assert again.returncode == 0, again.stderr
+    assert "loaded            contact/a.jsonl" in again.stdout
+
+
+def test_the_partition_lock_names_what_it_waits_for(tmp_path):
+    warehouse = Warehouse(tmp_path / "warehouse")
+    said: list[str] = []
+    def second_run():
+        with warehouse.partition_lock("contact", "2026-11-20", said.append):
+            said.append("got it")
+
+    with warehouse.partition_lock("contact", "2026-11-20"):
+        # another open file description, so flock makes this thread wait like another process
+        t = threading.Thread(target=second_run)
+        t.start()
+        time.sleep(0.5)
+        assert t.is_alive()
+    t.join(timeout=5)
+    assert not t.is_alive()
+    assert said[0].startswith("waiting for landing day 2026-11-20 of contact: held by pid ")
+    assert said[1:] == ["got it"]
+    assert Path(tmp_path / "warehouse" / "_staging" / "contact" / "2026-11-20.lock").exists()

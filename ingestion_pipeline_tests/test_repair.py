@@ -1,0 +1,102 @@
+"""Repair without the UI: a reprocess after a limit change reports what changed per
+file, a table left behind its batches is rebuilt by the next ingest, and stale
+staging or temp files of a dead process are cleaned up by the next run."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+from click.testing import CliRunner
+
+from ingestion_pipeline.cli import main
+from ingestion_pipeline.definitions import build_definitions
+from ingestion_pipeline.defs.resources import IngestResource
+from ingestion_pipeline.pipeline import build_table, ingest_partition, stale_tables
+
+from .conftest import DAY1, contact, event, utc
+
+LONG = "x" * 3000
+
+
+def put_day(landing):
+    landing.put("contact/a.jsonl", [contact("c1", "a@x.io"), contact("c2", "b@x.io", {"bio": LONG}), contact("c3", "c@x.io")], utc(2026, 11, 20, 8))
+    landing.put("contact/b.jsonl", [contact("c4", "d@x.io")], utc(2026, 11, 20, 9))
+
+
+def test_reprocess_after_a_limit_change_reports_the_change_in_counts(settings, landing, warehouse):
+    put_day(landing)
+    first = ingest_partition(settings, landing.store, "contact", DAY1, run_id="r1")
+    assert [r["rows_loaded"] for r in first.files] == [3, 1]
+    assert first.changes() == []  # nothing before: a first run changes nothing it can compare
+    stricter = settings.__class__(**{**settings.__dict__, "max_record_bytes": 1024})
+    again = ingest_partition(stricter, landing.store, "contact", DAY1, run_id="r2", reprocess=True)
+    assert again.changes() == [
+        "contact/a.jsonl: status loaded -> partially_loaded, rows_loaded 3 -> 2 (-1), rows_rejected 0 -> 1 (+1)"
+    ]
+    build_table(stricter, "contact")
+    con = warehouse.connect()
+    assert con.sql("select contact_id from contacts order by 1").fetchall() == [("c1",), ("c3",), ("c4",)]
+    assert con.sql("select file, line, rule from rejected_records").fetchall() == [("contact/a.jsonl", 2, "record_too_large")]
+    # unchanged config: a reprocess changes nothing and says so
+    assert ingest_partition(stricter, landing.store, "contact", DAY1, run_id="r3", reprocess=True).changes() == []
+
+
+def test_the_reprocess_run_config_records_the_changes_on_the_materialisation(settings, landing, tmp_path):
+    put_day(landing)
+    definitions = build_definitions(IngestResource(landing_url=settings.landing_url, warehouse_dir=str(settings.warehouse_dir)))
+    job = definitions.resolve_job_def("ingest_job")
+    (tmp_path / "home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        assert job.execute_in_process(partition_key="2026-11-20", instance=instance).success
+        strict = build_definitions(
+            IngestResource(landing_url=settings.landing_url, warehouse_dir=str(settings.warehouse_dir), max_record_bytes=1024)
+        ).resolve_job_def("ingest_job")
+        result = strict.execute_in_process(
+            partition_key="2026-11-20",
+            instance=instance,
+            asset_selection=[dg.AssetKey("contact_batch"), dg.AssetKey("contacts")],
+            run_config={"ops": {"contact_batch": {"config": {"reprocess": True}}}},
+        )
+        assert result.success
+        materialization = instance.get_latest_materialization_event(dg.AssetKey("contact_batch")).asset_materialization
+        assert materialization.metadata["reprocess_changes"].value == (
+            "rows_loaded 4 -> 3 (-1) over 2 file(s)\n\n"
+            "- contact/a.jsonl: status loaded -> partially_loaded, rows_loaded 3 -> 2 (-1), rows_rejected 0 -> 1 (+1)"
+        )
+        table = instance.get_latest_materialization_event(dg.AssetKey("contacts")).asset_materialization
+        assert table.metadata["dagster/row_count"].value == 3
+
+
+def test_a_lost_table_is_rebuilt_by_the_next_ingest(settings, landing, monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 8))
+    landing.put("contact_event/e.jsonl", [event("e1", "c1")], utc(2026, 11, 20, 8))
+    args = ["ingest", "--landing", str(landing.root), "--warehouse", str(settings.warehouse_dir)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert stale_tables(settings) == []
+    (settings.warehouse_dir / "contacts" / "data.parquet").unlink()  # e.g. deleted by hand, or a run killed mid-way
+    assert stale_tables(settings) == ["contact"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "rebuilding contacts: behind the committed batches" in result.output
+    assert stale_tables(settings) == []
+    out = CliRunner().invoke(main, ["query", "--warehouse", str(settings.warehouse_dir), "--format", "json", "select contact_id, email from contacts"])
+    assert json.loads(out.output) == [{"contact_id": "c1", "email": "a@x.io"}]
+
+
+def test_leftovers_of_a_dead_process_are_removed_by_the_next_run(settings, landing, warehouse):
+    landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 8))
+    ingest_partition(settings, landing.store, "contact", DAY1, run_id="r1")
+    stage = warehouse.staging_dir("contact", "2026-11-20")
+    (stage / ".deadbeef.0123.tmp").mkdir()
+    (stage / ".deadbeef.0123.tmp" / "records-00000.parquet").write_bytes(b"half")
+    temp = warehouse.root / "contacts" / ".data.parquet.0123.tmp"
+    temp.write_bytes(b"half a table")
+    landing.put("contact/b.jsonl", [contact("c2", "b@x.io")], utc(2026, 11, 20, 9))
+    ingest_partition(settings, landing.store, "contact", DAY1, run_id="r2")
+    assert [p.name for p in stage.iterdir() if p.name.startswith(".")] == []
+    assert len(list(stage.iterdir())) == 2  # the two files' staged results
+    assert not temp.exists()
+    build_table(settings, "contact")
+    assert warehouse.connect().execute("select count(*) from contacts").fetchone() == (2,)
