@@ -18,7 +18,7 @@ from typing import Callable
 import duckdb
 import polars as pl
 
-from . import merge
+from . import erasure, merge
 from . import normalise as norm
 from .formats import DecodedReader, FileRejected, detect_format, iter_records
 from .landing import LandedFile, LandingStore
@@ -325,6 +325,9 @@ def ingest_partition(
             errors.append(f"{file.path}: {current.row['first_error']}")
     ordered = sorted(staged.values(), key=lambda s: (s.row["landed_at"], s.row["file"]))
     with warehouse.lock():
+        # Privacy erasures: rows of an erased contact from files that landed before
+        # the erasure never reach a batch again (a no-op when nothing was erased).
+        erasure.suppress_staged(warehouse, store, stream, ordered)
         prior = read_ledger(warehouse, ["file_id", "sha256", "status", "landed_at", "file", "stream", "landing_date"]).filter(
             ~((pl.col("stream") == stream) & (pl.col("landing_date") == day))
         )
