@@ -1,5 +1,5 @@
-"""`ingestion-pipeline`: ingest (one synchronous pass through the Dagster assets) and
-query (DuckDB over the warehouse tables)."""
+"""`ingestion-pipeline`: ingest (one synchronous pass through the Dagster assets),
+query (DuckDB over the warehouse tables), erase (a privacy erasure) and serve."""
 
 from __future__ import annotations
 
@@ -156,7 +156,8 @@ def _jsonable(value):
 @click.argument("sql")
 def query(warehouse: str | None, fmt: str, sql: str) -> None:
     """Run SQL with DuckDB over the warehouse tables (contacts, accounts,
-    contact_events, account_events, rejected_records, ingested_files)."""
+    contact_events, account_events, crm_leads, rejected_records, ingested_files,
+    erasures)."""
     import duckdb
 
     from .warehouse import Warehouse
@@ -195,6 +196,50 @@ def _print_table(columns: list[str], rows: list[tuple]) -> None:
     for r in cells:
         click.echo(" | ".join(v.ljust(w) for v, w in zip(r, widths)))
     click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+@main.command()
+@click.option("--warehouse", "warehouse", envvar="INGEST_WAREHOUSE_DIR", type=click.Path(file_okay=False), help="Warehouse folder [INGEST_WAREHOUSE_DIR, default data/warehouse]")
+@click.option("--contact-id", "contact_id", help="Erase the contact with this id (trimmed like ids are)")
+@click.option("--email", "email", help="Erase every contact that carried this email (trimmed, lower-cased)")
+def erase(warehouse: str | None, contact_id: str | None, email: str | None) -> None:
+    """Privacy erasure: remove a contact, its events, its membership (account_id),
+    the CRM leads and rejected records of its emails from every table, and record
+    the erasure (hashes only) in the `erasures` table. Files that landed before the
+    erasure never bring the contact back; files landing after it load as new data.
+
+    Give exactly one of --contact-id and --email."""
+    if (contact_id is None) == (email is None):
+        raise click.UsageError("give exactly one of --contact-id or --email")
+    from .erasure import ErasureError
+    from .erasure import erase as erase_contact
+
+    settings = Settings.from_env(warehouse_dir=warehouse)
+    if not settings.warehouse_dir.is_dir():
+        raise click.ClickException(f"no warehouse at {settings.warehouse_dir}: nothing to erase from")
+    try:
+        report = erase_contact(settings, contact_id=contact_id, email=email)
+    except ErasureError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--email'" if email is not None else "'--contact-id'") from exc
+    resolved = f"{report.contact_ids} contact id(s), {report.emails} email(s)"
+    click.echo(f"Erasure {report.erasure_id} recorded at {report.requested_at.isoformat()} (by {report.subject_kind}: {resolved}).")
+    if report.nothing_matched:
+        click.echo(
+            "Nothing matched: no row in the warehouse belongs to this subject. The erasure is still "
+            "recorded, so files that landed before it never load it."
+        )
+    else:
+        click.echo("Rows removed:")
+        width = max(len(name) for name in report.rows_removed)
+        for name, n in report.rows_removed.items():
+            if name not in ("batches", "staging"):
+                click.echo(f"  {name:<{width}}  {n}")
+        click.echo(
+            f"  (and {report.rows_removed['batches']} stored row(s) in day batches, "
+            f"{report.rows_removed['staging']} in staged files)"
+        )
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @main.command()

@@ -19,7 +19,7 @@ from typing import Callable
 import duckdb
 import polars as pl
 
-from . import faults, merge
+from . import erasure, faults, merge
 from . import normalise as norm
 from .formats import DecodedReader, FileRejected, detect_format, iter_records
 from .landing import LandedFile, LandingStore
@@ -380,6 +380,9 @@ def _ingest_partition(
     ordered = sorted(staged.values(), key=lambda s: (s.row["landed_at"], s.row["file"]))
     with warehouse.lock(log):
         warehouse.remove_stale_temps()
+        # Privacy erasures: rows of an erased contact from files that landed before
+        # the erasure never reach a batch again (a no-op when nothing was erased).
+        erasure.suppress_staged(warehouse, store, stream, ordered)
         prior = read_ledger(warehouse, ["file_id", "sha256", "status", "landed_at", "file", "stream", "landing_date"]).filter(
             ~((pl.col("stream") == stream) & (pl.col("landing_date") == day))
         )

@@ -52,6 +52,19 @@ REJECTED_SCHEMA = {
     "raw": pl.String,
     "landed_at": UTC_TS,
 }
+# The erasure ledger (`erasures`, one file per request; see erasure.py): hashes
+# only, never the erased email or contact id.
+ERASURE_SCHEMA = {
+    "erasure_id": pl.String,
+    "requested_at": UTC_TS,
+    "subject_kind": pl.String,  # contact_id | email
+    "subject_sha256": pl.String,  # sha256 of the normalised subject
+    "contact_id_sha256": pl.List(pl.String),  # every contact id it resolved to
+    "email_sha256": pl.List(pl.String),  # every email those contacts carried (and the subject email)
+    "status": pl.String,  # in_progress | completed
+    "rows_removed": pl.String,  # JSON object: table -> rows removed
+    "completed_at": UTC_TS,
+}
 
 
 COLUMN_TYPES = {"timestamp": UTC_TS, "boolean": pl.Boolean, "number": pl.Float64}
@@ -216,6 +229,7 @@ class Warehouse:
         schemas = {spec.table: table_schema(spec) for spec in STREAMS.values()}
         schemas["rejected_records"] = REJECTED_SCHEMA
         schemas["ingested_files"] = LEDGER_SCHEMA
+        schemas["erasures"] = ERASURE_SCHEMA
         return schemas
 
     def ensure_layout(self) -> None:

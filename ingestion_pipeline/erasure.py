@@ -1,0 +1,669 @@
+"""Privacy erasure (SPEC section 4: `ingestion-pipeline erase`).
+
+An erasure forgets a contact: its contact records, its events, its group/
+memberships (so `contacts.account_id`), and the CRM leads and rejected records of
+its emails. They are removed from every file under the warehouse: the current
+tables, the day batches the tables are rebuilt from, and the staged per-file
+results the batches are rebuilt from. The request is recorded in the `erasures`
+ledger with sha256 hashes only, never the plain email or contact id.
+
+Never again from old files: when a landing day is committed
+(`pipeline.ingest_partition` calls `suppress_staged`), every staged row that matches
+an erasure and whose file landed at or before the erasure's `requested_at` is
+dropped. So re-running or re-materialising an old day, or ingesting a file that
+landed before the erasure but was not processed yet, does not bring the contact
+back. A file that lands after the erasure is new data and loads.
+
+Matching compares hashes: DuckDB computes the sha256 of the distinct values of a
+file and they are joined with the ledger's hashes. The erase itself and every later
+commit use the same code; only the time bound differs (the erase removes every row
+it finds, a commit only rows of files that landed at or before an erasure).
+
+What matches (the subject's contact ids and emails):
+- contact records and their property cells: `contact_id` is erased, or (for an
+  `--email` erasure) `email` is the erased email;
+- contact_event records and group/ memberships: `contact_id` is erased;
+- crm records and cells: `email` is one of the erased emails;
+- rejected records (`raw`, the record's text as landed): an email-shaped token of
+  the text is an erased email (case-insensitive, the whole token: `ann@x.io` does
+  not match `joann@x.io` or `ann@x.io.uk`), or an erased contact id is the value of
+  a `contact_id` / `contact_key` key (JSON: `"contact_id": "c1"` or `: 1`; CSV: the
+  field in that column, the column found from the file's header row, read from the
+  landing store). A contact id is never matched as free text, so erasing id `1`
+  does not touch a record whose `event_id`, `seats` or line number is 1.
+
+A file's `first_error` in the ledger quotes an invalid value (an email that failed
+validation, such as `'ann@x.io.'`): an erased email in it is replaced by `<erased>`;
+the ledger keeps its rows and counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+import duckdb
+import polars as pl
+
+from . import normalise as norm
+from .formats import DecodedReader, FileRejected, detect_format
+from .landing import LandedFile, LandingError, LandingStore
+from .settings import Settings
+from .streams import FEEDS, STREAMS, feed_for_path
+from .warehouse import ERASURE_SCHEMA, LINEAGE, UTC_TS, Warehouse, scan_all, write_parquet
+
+TABLE = "erasures"
+
+# Kinds of hashes an erasure holds.
+CONTACT_ID = "contact_id"  # every contact id the subject resolved to
+EMAIL = "email"  # every email those contacts carried, and the subject email
+SUBJECT_EMAIL = "subject_email"  # the subject of an --email erasure
+
+# (column, kinds of hashes it is compared with): a row matching any is erased.
+Rules = tuple[tuple[str, tuple[str, ...]], ...]
+RECORD_RULES: dict[str, Rules] = {
+    "contact": (("contact_id", (CONTACT_ID,)), ("email", (SUBJECT_EMAIL,))),
+    "contact_event": (("contact_id", (CONTACT_ID,)),),
+    "crm": (("email", (EMAIL,)),),
+}
+MEMBERSHIP_RULES: Rules = (("contact_id", (CONTACT_ID,)),)
+TABLE_RULES: dict[str, Rules] = {STREAMS[stream].table: rules for stream, rules in RECORD_RULES.items()}
+# What the report counts: the rows a user sees go, per table.
+REPORTED = (*TABLE_RULES, "rejected_records", "memberships")
+
+# Keys that carry a contact id in a landed record, per feed folder (CSV columns).
+ID_COLUMNS = {feed.folder: f.source for feed in FEEDS.values() for f in feed.fields if f.name == "contact_id"}
+_ID_KEYS = "|".join(sorted(set(ID_COLUMNS.values())))
+# `"contact_id": "c1"` or `"contact_key" : 42`, in JSON text (valid or not).
+JSON_ID = rf'"(?:{_ID_KEYS})"\s*:\s*(?:"(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*)'
+JSON_KEY_PREFIX = r'^"[^"]*"\s*:\s*'
+# An email-shaped token: the longest run around an @ of characters that are not
+# whitespace, quotes, brackets or separators (matched whole, never as a substring).
+_TOKEN_CHARS = r"""[^\s@"(),:;<>\[\]{}\\]"""
+_NOT_TOKEN = r"""[\s@"(),:;<>\[\]{}\\]"""
+ERASED = "<erased>"
+EMAIL_TOKEN = rf"{_TOKEN_CHARS}+@{_TOKEN_CHARS}+"
+CSV_NAME = r"(?i)\.csv(?:\.gz|\.gzip)?$"
+HEADER_BYTES = 64 * 1024
+MARKER = "erasures.json"  # in a staged file's folder: the erasures already applied to it
+
+
+class ErasureError(ValueError):
+    """The erasure request itself is invalid (no subject, both, a placeholder id...)."""
+
+
+@dataclass
+class ErasureReport:
+    erasure_id: str
+    requested_at: datetime
+    subject_kind: str  # contact_id | email
+    contact_ids: int  # contact ids the subject resolved to
+    emails: int  # emails erased with them
+    rows_removed: dict[str, int]  # per table, plus stored versions in batches / staging
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def nothing_matched(self) -> bool:
+        return not any(self.rows_removed.values())
+
+
+class Staged(Protocol):
+    """A staged file (pipeline.StagedFile): its folder and its ledger row."""
+
+    dir: Path
+    row: dict
+
+
+# --- matching ----------------------------------------------------------------
+
+
+class Matcher:
+    """Erasure hashes (kind, sha256, until) and a DuckDB connection that hashes values.
+
+    `bounded`: a row matches only if it landed at or before `until` (the erasure's
+    requested_at); unbounded at erase time, when every row found is removed."""
+
+    def __init__(self, hashes: pl.DataFrame, bounded: bool):
+        self.hashes = hashes
+        self.bounded = bounded
+        self.latest = hashes["until"].max() if hashes.height else None
+        self.con = duckdb.connect()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def sha256(self, values: pl.Series) -> pl.DataFrame:
+        """(value, sha256) of the distinct non-null values."""
+        vals = pl.DataFrame({"value": values.cast(pl.String)}).drop_nulls().unique()  # noqa: F841 (DuckDB reads it)
+        return self.con.sql("SELECT value, sha256(value) AS sha256 FROM vals").pl()
+
+    def json_strings(self, tokens: pl.Series) -> pl.DataFrame:
+        """(tok, value): JSON scalars (`"c\\u0031"`, `42`) as the pipeline reads them."""
+        toks = pl.DataFrame({"tok": tokens}).drop_nulls().unique()  # noqa: F841 (DuckDB reads it)
+        return self.con.sql(
+            "SELECT tok, CASE WHEN json_valid(tok) THEN json_extract_string(tok, '$') ELSE tok END AS value FROM toks"
+        ).pl()
+
+    def match(self, values: pl.Series, kinds: Iterable[str]) -> pl.DataFrame:
+        """(value, until) for the values whose hash is erased (until: the latest
+        erasure naming it)."""
+        wanted = self.hashes.filter(pl.col("kind").is_in(list(kinds)))
+        if wanted.is_empty() or values.len() == 0:
+            return pl.DataFrame(schema={"value": pl.String, "until": UTC_TS})
+        return (
+            self.sha256(values)
+            .join(wanted, on="sha256")
+            .group_by("value")
+            .agg(until=pl.col("until").max())
+            .sort("value")
+        )
+
+    def drop_expr(self, column: str, matched: pl.DataFrame, landed: str) -> pl.Expr:
+        if not self.bounded:
+            return pl.col(column).is_in(matched["value"].implode())
+        until = pl.col(column).replace_strict(matched["value"], matched["until"], default=None, return_dtype=UTC_TS)
+        return (pl.col(landed) <= until).fill_null(False)
+
+
+def _scan(path: Path) -> pl.LazyFrame:
+    return pl.scan_parquet(path, glob=False)
+
+
+def _filter_parquet(path: Path, rules: Rules, matcher: Matcher, landed: str = "_landed_at") -> tuple[int, pl.DataFrame]:
+    """Rewrites `path` without the rows that match a rule; returns (rows removed,
+    lineage of the removed rows)."""
+    lf = _scan(path)
+    names = lf.collect_schema().names()
+    drops = []
+    for column, kinds in rules:
+        if column not in names:
+            continue
+        src = lf.filter(pl.col(landed) <= matcher.latest) if matcher.bounded else lf
+        values = src.select(pl.col(column).unique()).collect().to_series()
+        matched = matcher.match(values, kinds)
+        if matched.height:
+            drops.append(matcher.drop_expr(column, matched, landed))
+    lineage = [c for c in LINEAGE if c in names]
+    if not drops:
+        return 0, pl.DataFrame(schema={c: LINEAGE[c] for c in lineage})
+    drop = pl.any_horizontal(drops)
+    removed = lf.filter(drop).select(lineage).collect()
+    if removed.height:
+        write_parquet(lf.filter(~drop), path)
+    return removed.height, removed
+
+
+def _drop_lineage(path: Path, removed: pl.DataFrame) -> int:
+    """Rewrites `path` (property cells) without the rows of removed records."""
+    if removed.is_empty() or not path.exists():
+        return 0
+    lf = _scan(path)
+    keys = list(removed.columns)
+    n = lf.join(removed.lazy().unique(), on=keys, how="semi").select(pl.len()).collect().item()
+    if n:
+        write_parquet(lf.join(removed.lazy().unique(), on=keys, how="anti", maintain_order="left"), path)
+    return n
+
+
+class CsvHeaders:
+    """Header rows of landed CSV files, read from the landing store on demand (to
+    find the contact id column of a rejected CSV row)."""
+
+    def __init__(self, store: Callable[[], LandingStore | None], versions: Callable[[], dict] = dict):
+        self._store_factory = store
+        self._store: LandingStore | None = None
+        self._opened = False
+        self._versions_factory = versions
+        self._versions: dict | None = None
+        self._cache: dict[tuple, list[str] | None] = {}
+        self.unreadable: list[str] = []
+
+    def add(self, row: dict) -> None:
+        """A file version (a ledger row) whose header may be asked for."""
+        self.versions()[(row["file"], _as_datetime(row["landed_at"]))] = (row["size_bytes"], row["file_version"])
+
+    def versions(self) -> dict:
+        if self._versions is None:
+            self._versions = dict(self._versions_factory())
+        return self._versions
+
+    def store(self) -> LandingStore | None:
+        if not self._opened:
+            self._opened = True
+            try:
+                self._store = self._store_factory()
+            except Exception:  # no usable landing store (bad URL, no S3 credentials): headers unknown
+                self._store = None
+        return self._store
+
+    def columns(self, file: str, landed_at: datetime) -> list[str] | None:
+        key = (file, landed_at)
+        if key not in self._cache:
+            self._cache[key] = self._read(file, landed_at)
+            if self._cache[key] is None:
+                self.unreadable.append(file)
+        return self._cache[key]
+
+    def _read(self, file: str, landed_at: datetime) -> list[str] | None:
+        version = self.versions().get((file, landed_at))
+        store = self.store()
+        if version is None or store is None:
+            return None
+        landed = LandedFile(path=file, size=version[0], version=version[1], landed_at=landed_at)
+        try:
+            fmt = detect_format(file)
+            data = b""
+            with store.open(landed) as raw:
+                reader = DecodedReader(raw, fmt, Settings(), file)
+                while len(data) < HEADER_BYTES * 16 and b"\n" not in data:
+                    chunk = reader.read(HEADER_BYTES)
+                    if not chunk:
+                        break
+                    data += chunk
+        except (FileRejected, LandingError, OSError, ValueError):
+            return None
+        text = data.decode("utf-8", "replace").removeprefix("\ufeff").split("\n", 1)[0].rstrip("\r")
+        try:
+            row = next(csv.reader(io.StringIO(text)), None)
+        except csv.Error:
+            return None
+        return [n.strip() or f"column_{i}" for i, n in enumerate(row, 1)] if row else None
+
+
+def _csv_id_fields(rows: pl.DataFrame, headers: CsvHeaders) -> pl.DataFrame:
+    """(_i, landed_at, value): the contact id field of rejected CSV rows, per file
+    version; every field of a row when the file's header cannot be read."""
+    out = [pl.DataFrame(schema={"_i": pl.UInt32, "landed_at": UTC_TS, "value": pl.String})]
+    for (file, landed_at), group in rows.group_by("file", "landed_at", maintain_order=True):
+        feed = feed_for_path(file)
+        column = ID_COLUMNS.get(feed.folder) if feed else None
+        if column is None:
+            continue  # this folder's records carry no contact id
+        header = headers.columns(file, landed_at)
+        if header is not None and column not in header:
+            continue
+        index = header.index(column) if header is not None else None
+        has_quote = pl.col("raw").str.contains('"', literal=True)
+        plain = group.filter(~has_quote).select("_i", "landed_at", value=pl.col("raw").str.split(","))
+        quoted = group.filter(has_quote)
+        if quoted.height:  # error path: a quoted CSV row, split by the csv module
+            split = [next(csv.reader(io.StringIO(raw)), []) for raw in quoted["raw"]]
+            plain = pl.concat(
+                [plain, quoted.select("_i", "landed_at", value=pl.Series(split, dtype=pl.List(pl.String)))]
+            )
+        if index is not None:
+            fields = plain.with_columns(pl.col("value").list.get(index, null_on_oob=True))
+        else:
+            fields = plain.explode("value")
+        out.append(fields.drop_nulls("value"))
+    return pl.concat(out)
+
+
+def _reject_matches(rows: pl.DataFrame, matcher: Matcher, headers: CsvHeaders) -> pl.Series:
+    """Row indexes (`_i`) of rejected records that belong to an erased contact."""
+    rows = rows.filter(pl.col("raw").is_not_null())
+    if rows.is_empty():
+        return pl.Series("_i", [], pl.UInt32)
+    emails = (
+        rows.select("_i", "landed_at", value=pl.col("raw").str.to_lowercase().str.extract_all(EMAIL_TOKEN))
+        .explode("value")
+        .drop_nulls("value")
+        .with_columns(pl.col("value").str.strip_chars("'."))
+    )
+    is_csv = pl.col("file").str.contains(CSV_NAME)
+    tokens = (
+        rows.filter(~is_csv)
+        .select("_i", "landed_at", tok=pl.col("raw").str.extract_all(JSON_ID))
+        .explode("tok")
+        .drop_nulls("tok")
+        .with_columns(pl.col("tok").str.replace(JSON_KEY_PREFIX, ""))
+    )
+    json_ids = tokens.join(matcher.json_strings(tokens["tok"]), on="tok").select("_i", "landed_at", "value")
+    ids = pl.concat([json_ids, _csv_id_fields(rows.filter(is_csv), headers)]).with_columns(
+        pl.col("value").str.strip_chars()
+    )
+    hits = pl.concat(
+        [
+            ids.join(matcher.match(ids["value"], (CONTACT_ID,)), on="value"),
+            emails.join(matcher.match(emails["value"], (EMAIL,)), on="value"),
+        ]
+    )
+    if matcher.bounded:
+        hits = hits.filter(pl.col("landed_at") <= pl.col("until"))
+    return hits["_i"].unique()
+
+
+def _filter_rejects(path: Path, matcher: Matcher, headers: CsvHeaders) -> int:
+    frame = pl.read_parquet(path, glob=False).with_row_index("_i")
+    candidates = frame.filter(pl.col("landed_at") <= matcher.latest) if matcher.bounded else frame
+    drop = _reject_matches(candidates.select("_i", "file", "raw", "landed_at"), matcher, headers)
+    if drop.len():
+        write_parquet(frame.filter(~pl.col("_i").is_in(drop.implode())).drop("_i"), path)
+    return drop.len()
+
+
+def _erased_emails_in(texts: pl.Series, matcher: Matcher, landed_at: datetime | None = None) -> list[str]:
+    """Erased emails that occur as tokens of the texts (error messages)."""
+    tokens = (
+        texts.drop_nulls().str.to_lowercase().str.extract_all(EMAIL_TOKEN).explode().drop_nulls().str.strip_chars("'.")
+    )
+    matched = matcher.match(tokens, (EMAIL,))
+    if matcher.bounded and landed_at is not None:
+        matched = matched.filter(pl.col("until") >= landed_at)
+    return matched["value"].to_list()
+
+
+def _redact(text: pl.Expr, emails: list[str]) -> pl.Expr:
+    """Each whole-token occurrence of the emails (any case) replaced by <erased>."""
+    for email in emails:
+        pattern = rf"(?i)(^|{_NOT_TOKEN})(['.]*){pl.escape_regex(email)}(['.]*)($|{_NOT_TOKEN})"
+        text = text.str.replace_all(pattern, "${1}${2}" + ERASED + "${3}${4}")
+    return text
+
+
+def _redact_segment(path: Path, matcher: Matcher) -> int:
+    """A ledger segment (ingested_files) with erased emails redacted from first_error."""
+    frame = pl.read_parquet(path, glob=False)
+    emails = _erased_emails_in(frame["first_error"], matcher)
+    if not emails:
+        return 0
+    redacted = frame.with_columns(_redact(pl.col("first_error"), emails))
+    changed = (redacted["first_error"] != frame["first_error"]).sum()
+    write_parquet(redacted, path)
+    return changed
+
+
+def _redact_staged_row(unit: Path, row: dict, matcher: Matcher) -> bool:
+    """The staged file's ledger row (ledger.json, and `row` in place) with erased
+    emails redacted from first_error."""
+    text = row.get("first_error")
+    if not text:
+        return False
+    emails = _erased_emails_in(pl.Series([text], dtype=pl.String), matcher, _as_datetime(row["landed_at"]))
+    if not emails:
+        return False
+    redacted = pl.select(_redact(pl.lit(text, pl.String), emails)).item()
+    stored = json.loads((unit / "ledger.json").read_text())
+    stored["first_error"] = row["first_error"] = redacted
+    tmp = unit / f".ledger.json.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(json.dumps(stored))
+    tmp.replace(unit / "ledger.json")
+    return True
+
+
+def _filter_unit(unit: Path, stream: str, matcher: Matcher, headers: CsvHeaders) -> Counter:
+    """A day batch or a staged file's folder: records (and their cells),
+    memberships and rejects. Returns rows removed per kind."""
+    removed: Counter = Counter()
+    records = unit / "records.parquet"
+    if stream in RECORD_RULES and records.exists():
+        n, lineage = _filter_parquet(records, RECORD_RULES[stream], matcher)
+        removed["records"] += n
+        removed["cells"] += _drop_lineage(unit / "cells.parquet", lineage)
+    if (memberships := unit / "memberships.parquet").exists():
+        removed["memberships"] += _filter_parquet(memberships, MEMBERSHIP_RULES, matcher)[0]
+    if (rejects := unit / "rejects.parquet").exists():
+        removed["rejects"] += _filter_rejects(rejects, matcher, headers)
+    return removed
+
+
+# --- the erasure ledger --------------------------------------------------------
+
+
+def erasure_files(warehouse: Warehouse) -> list[str]:
+    """The ledger's files, oldest first (cheap: one directory listing)."""
+    return sorted(glob.glob(str(warehouse.root / TABLE / "[!_.]*.parquet")))
+
+
+def read_erasures(warehouse: Warehouse) -> pl.DataFrame:
+    return scan_all(erasure_files(warehouse), ERASURE_SCHEMA).collect()
+
+
+def _hash_table(erasures: pl.DataFrame) -> pl.DataFrame:
+    """(kind, sha256, until) of every erasure."""
+    base = erasures.select("requested_at", "subject_kind", "subject_sha256", "contact_id_sha256", "email_sha256")
+    parts = [
+        base.select(kind=pl.lit(CONTACT_ID), sha256="contact_id_sha256", until="requested_at").explode("sha256"),
+        base.select(kind=pl.lit(EMAIL), sha256="email_sha256", until="requested_at").explode("sha256"),
+        base.filter(pl.col("subject_kind") == "email").select(
+            kind=pl.lit(SUBJECT_EMAIL), sha256="subject_sha256", until="requested_at"
+        ),
+    ]
+    return pl.concat(parts).drop_nulls("sha256").cast({"until": UTC_TS})
+
+
+def _as_datetime(value) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _applied(unit: Path, row: dict) -> set[str]:
+    """Erasures already applied to this staged content (a re-staged file, with a
+    new processed_at, has had none)."""
+    try:
+        marker = json.loads((unit / MARKER).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return set()
+    if _as_datetime(marker.get("processed_at")) != _as_datetime(row["processed_at"]):
+        return set()
+    return set(marker.get("erasure_ids", []))
+
+
+def _mark(unit: Path, row: dict, erasure_ids: set[str]) -> None:
+    marker = {"processed_at": _as_datetime(row["processed_at"]).isoformat(), "erasure_ids": sorted(erasure_ids)}
+    tmp = unit / f".{MARKER}.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(json.dumps(marker))
+    tmp.replace(unit / MARKER)
+
+
+def _staged_rows(warehouse: Warehouse, stream: str) -> list[tuple[Path, dict]]:
+    """Every staged file folder of a stream with its ledger row (in-progress work
+    folders, named with a leading dot, are left to the commit that follows them)."""
+    out = []
+    for ledger in sorted(glob.glob(str(warehouse.root / "_staging" / stream / "*" / "*" / "ledger.json"))):
+        try:
+            row = json.loads(Path(ledger).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+        row["landed_at"] = _as_datetime(row["landed_at"])
+        out.append((Path(ledger).parent, row))
+    return out
+
+
+# --- at commit time: old files never bring an erased contact back ---------------
+
+
+def suppress_staged(warehouse: Warehouse, store: LandingStore | None, stream: str, staged: Iterable[Staged]) -> int:
+    """Drops, from the staged files of a day about to be committed, every row of an
+    erased contact whose file landed at or before the erasure. Call under
+    `warehouse.lock()`. Costs one directory listing when nothing was ever erased;
+    a staged file already filtered against every erasure due is not read again."""
+    if not erasure_files(warehouse):
+        return 0
+    erasures = read_erasures(warehouse)
+    matcher: Matcher | None = None
+    headers = CsvHeaders(lambda: store)
+    removed = 0
+    try:
+        for s in staged:
+            landed = s.row["landed_at"]
+            due = set(erasures.filter(pl.col("requested_at") >= landed)["erasure_id"].to_list())
+            if not due or due <= _applied(s.dir, s.row):
+                continue
+            if matcher is None:
+                matcher = Matcher(_hash_table(erasures), bounded=True)
+            headers.add(s.row)
+            try:
+                removed += sum(_filter_unit(s.dir, stream, matcher, headers).values())
+                _redact_staged_row(s.dir, s.row, matcher)
+                _mark(s.dir, s.row, due | _applied(s.dir, s.row))
+            except FileNotFoundError:
+                continue  # re-staged under us by another run: its commit filters it
+    finally:
+        if matcher is not None:
+            matcher.close()
+    return removed
+
+
+# --- the erase itself --------------------------------------------------------------
+
+
+def normalise_subject(contact_id: str | None = None, email: str | None = None) -> tuple[str, str]:
+    """(kind, normalised subject), normalised as the pipeline normalises the field."""
+    if (contact_id is None) == (email is None):
+        raise ErasureError("give exactly one of a contact id or an email")
+    if email is not None:
+        value = pl.select(norm.email(pl.lit(email, pl.String))).item()
+        if not value or "@" not in value or any(c.isspace() for c in value):
+            raise ErasureError(f"not an email address: {email!r}")
+        return "email", value
+    value = pl.select(norm.trim(pl.lit(contact_id, pl.String))).item()
+    if pl.select(norm.is_junk_identifier(pl.lit(value, pl.String))).item():
+        raise ErasureError(
+            f"{contact_id!r} is a placeholder identifier, never loaded as a contact id (nothing to erase)"
+        )
+    return "contact_id", value
+
+
+def _contacts_seen(warehouse: Warehouse) -> pl.LazyFrame:
+    """(contact_id, email) of every contact record version: day batches, staged
+    files (also those not committed yet) and the current table."""
+    paths = sorted(glob.glob(warehouse.batch_glob("contact", "records.parquet")))
+    paths += sorted(glob.glob(str(warehouse.root / "_staging" / "contact" / "*" / "*" / "records.parquet")))
+    table = warehouse.table_path(STREAMS["contact"].table)
+    if table.exists():
+        paths.append(str(table))
+    frames = [_scan(Path(p)).select("contact_id", "email") for p in paths]
+    return pl.concat(frames) if frames else pl.LazyFrame(schema={"contact_id": pl.String, "email": pl.String})
+
+
+def _resolve(warehouse: Warehouse, kind: str, subject: str) -> tuple[list[str], list[str]]:
+    """(contact ids, emails) to erase: an email resolves to every contact id that
+    carried it in any version; the emails are every email those contacts carried
+    (and the subject email)."""
+    seen = _contacts_seen(warehouse)
+    if kind == "email":
+        ids = seen.filter(pl.col("email") == subject).select("contact_id").unique().collect()["contact_id"].to_list()
+    else:
+        ids = [subject]
+    emails = seen.filter(pl.col("contact_id").is_in(ids)).select("email").unique().collect()["email"].to_list()
+    if kind == "email":
+        emails.append(subject)
+    return sorted(set(ids)), sorted({e for e in emails if e is not None})
+
+
+def _open_store(settings: Settings | None) -> Callable[[], LandingStore | None]:
+    def factory() -> LandingStore | None:
+        if settings is None:
+            return None
+        from .landing import open_landing
+
+        return open_landing(settings.landing_url)
+
+    return factory
+
+
+def _ledger_versions(warehouse: Warehouse) -> Callable[[], dict]:
+    def factory() -> dict:
+        from .ledger import read_ledger
+
+        ledger = read_ledger(warehouse, ["file", "landed_at", "size_bytes", "file_version"])
+        return {(f, t): (s, v) for f, t, s, v in ledger.iter_rows()}
+
+    return factory
+
+
+def _erasure_path(warehouse: Warehouse, erasure_id: str, requested_at: datetime) -> Path:
+    return warehouse.root / TABLE / f"{requested_at.strftime('%Y%m%dT%H%M%S%fZ')}-{erasure_id}.parquet"
+
+
+def erase(
+    target: Settings | Warehouse | str | Path,
+    contact_id: str | None = None,
+    email: str | None = None,
+    *,
+    requested_at: datetime | None = None,
+) -> ErasureReport:
+    """Erases a contact (by id or by email) from every file under the warehouse and
+    records it in the `erasures` ledger. `target` is the Settings (whose landing
+    store gives the header rows of rejected CSV files) or the warehouse alone.
+    Serialised with ingests by the warehouse lock."""
+    settings = target if isinstance(target, Settings) else None
+    if settings is not None:
+        warehouse = Warehouse(settings.warehouse_dir)
+    else:
+        warehouse = target if isinstance(target, Warehouse) else Warehouse(target)
+    kind, subject = normalise_subject(contact_id, email)
+    requested_at = requested_at or datetime.now(timezone.utc)
+    if requested_at.tzinfo is None:
+        raise ErasureError("requested_at must be timezone-aware")
+    erasure_id = uuid.uuid4().hex
+    warehouse.ensure_layout()
+    path = _erasure_path(warehouse, erasure_id, requested_at)
+    with warehouse.lock():
+        ids, emails = _resolve(warehouse, kind, subject)
+        hasher = Matcher(pl.DataFrame(schema={"kind": pl.String, "sha256": pl.String, "until": UTC_TS}), bounded=False)
+        try:
+            hashed = {v: h for v, h in hasher.sha256(pl.Series([subject, *ids, *emails], dtype=pl.String)).iter_rows()}
+        finally:
+            hasher.close()
+        row = {
+            "erasure_id": erasure_id,
+            "requested_at": requested_at,
+            "subject_kind": kind,
+            "subject_sha256": hashed[subject],
+            "contact_id_sha256": sorted(hashed[i] for i in ids),
+            "email_sha256": sorted(hashed[e] for e in emails),
+            "status": "in_progress",
+            "rows_removed": None,
+            "completed_at": None,
+        }
+        # Recorded first: should the removal below break, every later commit
+        # already suppresses the contact, and a new erase finishes the removal.
+        write_parquet(pl.DataFrame([row], schema=ERASURE_SCHEMA), path)
+        matcher = Matcher(_hash_table(pl.DataFrame([row], schema=ERASURE_SCHEMA)), bounded=False)
+        headers = CsvHeaders(_open_store(settings), _ledger_versions(warehouse))
+        try:
+            removed = _remove_everywhere(warehouse, matcher, headers, erasure_id)
+        finally:
+            matcher.close()
+        row.update(status="completed", rows_removed=json.dumps(removed), completed_at=datetime.now(timezone.utc))
+        write_parquet(pl.DataFrame([row], schema=ERASURE_SCHEMA), path)
+    warnings = [
+        f"rejected CSV rows of {file}: its header row could not be read from the landing store, "
+        "so every field of those rows was compared with the contact id"
+        for file in dict.fromkeys(headers.unreadable)
+    ]
+    return ErasureReport(erasure_id, requested_at, kind, len(ids), len(emails), removed, warnings)
+
+
+def _remove_everywhere(warehouse: Warehouse, matcher: Matcher, headers: CsvHeaders, erasure_id: str) -> dict[str, int]:
+    counts: Counter = Counter()
+    for stream in STREAMS:
+        for unit in sorted(glob.glob(str(warehouse.root / "_batches" / stream / "*"))):
+            found = _filter_unit(Path(unit), stream, matcher, headers)
+            counts["batches"] += sum(found.values())
+            counts["memberships"] += found["memberships"]
+        for unit, row in _staged_rows(warehouse, stream):
+            headers.add(row)
+            try:
+                counts["staging"] += sum(_filter_unit(unit, stream, matcher, headers).values())
+                _redact_staged_row(unit, row, matcher)
+                _mark(unit, row, _applied(unit, row) | {erasure_id})
+            except FileNotFoundError:
+                continue  # re-staged under us by a running ingest: its commit filters it
+    for segment in sorted(glob.glob(str(warehouse.root / "rejected_records" / "*" / "*.parquet"))):
+        counts["rejected_records"] += _filter_rejects(Path(segment), matcher, headers)
+    for segment in sorted(glob.glob(str(warehouse.root / "ingested_files" / "*" / "*.parquet"))):
+        _redact_segment(Path(segment), matcher)
+    for table, rules in TABLE_RULES.items():
+        if (path := warehouse.table_path(table)).exists():
+            counts[table] += _filter_parquet(path, rules, matcher)[0]
+    return {name: counts[name] for name in (*REPORTED, "batches", "staging")}
