@@ -205,3 +205,25 @@ def test_files_landed_before_the_first_partition_are_reported_not_requested(land
     }
     assert tick.before_first_day == ["contact/ancient.jsonl"]
     assert tick.unsettled == {}
+
+
+def test_sensor_rebuilds_a_table_left_behind_its_batches_once_no_run_is_active(instance, landing, ingest):
+    """A run worker that died after committing a day but before its table step
+    leaves the table older than its batches; the sensor repairs it."""
+    landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 9))
+    definitions = build_definitions(ingest)
+    (request,) = evaluate_sensor(instance, definitions).run_requests
+    job = definitions.resolve_job_def("ingest_job")
+    # Only the batch step ran: the day is committed (ledger says loaded), the table is not built.
+    assert job.execute_in_process(partition_key=request.partition_key, asset_selection=[dg.AssetKey("contact_batch")], instance=instance).success
+    active = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": "2026-11-21"})
+    assert evaluate_sensor(instance, definitions).run_requests == []  # the active run rebuilds tables itself
+    instance.report_run_failed(active)
+    (repair,) = evaluate_sensor(instance, definitions).run_requests
+    assert repair.job_name == "tables_job"
+    assert [k.to_user_string() for k in repair.asset_selection] == ["contacts"]
+    assert repair.tags["ingestion/repair"] == "stale_tables"
+    result = definitions.resolve_job_def("tables_job").execute_in_process(asset_selection=repair.asset_selection, instance=instance)
+    assert result.success
+    assert ingest.warehouse().connect().sql("select contact_id, email from contacts").fetchall() == [("c1", "a@x.io")]
+    assert evaluate_sensor(instance, definitions).run_requests == []

@@ -35,6 +35,7 @@ def day_run_requests(groups: dict[tuple[str, date], list[LandedFile]], key_prefi
         digest = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
         requests.append(
             dg.RunRequest(
+                job_name=ingest_job.name,
                 run_key=f"{key_prefix}:{day.isoformat()}:{digest}",
                 partition_key=day.isoformat(),
                 asset_selection=[dg.AssetKey(STREAMS[s].batch_asset) for s in streams]

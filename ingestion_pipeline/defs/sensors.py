@@ -5,6 +5,7 @@ S3, how far the sweep of the bucket has got (`landing/listing.py`: each tick lis
 the recent date prefixes plus a bounded slice of the sweep)."""
 
 import json
+import os
 import time
 from datetime import date
 from typing import NamedTuple
@@ -13,9 +14,9 @@ import dagster as dg
 
 from ..landing import LandedFile
 from ..landing.listing import SweepState, list_for_tick
-from ..pipeline import pending_by_partition
-from ..streams import FEEDS
-from .jobs import day_run_requests, ingest_job
+from ..pipeline import pending_by_partition, stale_tables, table_inputs
+from ..streams import FEEDS, STREAMS
+from .jobs import day_run_requests, ingest_job, tables_job
 from .partitions import FIRST_LANDING_DAY
 from .resources import IngestResource
 
@@ -38,6 +39,27 @@ def days_with_active_runs(instance: dg.DagsterInstance, days: set[date]) -> set[
         if instance.get_run_records(filters=filters, limit=1):
             busy.add(day)
     return busy
+
+
+def table_repair_request(instance: dg.DagsterInstance, ingest: IngestResource) -> dg.RunRequest | None:
+    """A `tables_job` run for tables older than the batches they are built from
+    (a run whose worker died between committing a day and rebuilding a table),
+    once no ingest run is active (an active run rebuilds its tables itself)."""
+    stale = stale_tables(ingest.settings())
+    if not stale:
+        return None
+    for job in (ingest_job, tables_job):
+        if instance.get_run_records(filters=dg.RunsFilter(job_name=job.name, statuses=ACTIVE_RUN_STATUSES), limit=1):
+            return None
+    tables = sorted(STREAMS[s].table for s in stale)
+    # One request per state of the batches: the same stale state is not requested twice.
+    newest = max(os.stat(p).st_mtime_ns for s in stale for p in table_inputs(ingest.warehouse(), s))
+    return dg.RunRequest(
+        job_name=tables_job.name,
+        run_key=f"tables:{','.join(tables)}:{newest}",
+        asset_selection=[dg.AssetKey(t) for t in tables],
+        tags={"ingestion/repair": "stale_tables"},
+    )
 
 
 class Tick(NamedTuple):
@@ -75,7 +97,7 @@ def settled_groups(
 
 @dg.sensor(
     name="landing_sensor",
-    target=ingest_job,
+    jobs=[ingest_job, tables_job],
     minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests one ingest run per landing day for settled files the ledger has not recorded.",
@@ -107,6 +129,10 @@ def landing_sensor(context: dg.SensorEvaluationContext, ingest: IngestResource):
     busy = days_with_active_runs(context.instance, {day for _, day in ready})
     ready = {part: files for part, files in ready.items() if part[1] not in busy}
     if not ready:
+        repair = table_repair_request(context.instance, ingest)
+        if repair is not None:
+            context.log.info(f"rebuilding {', '.join(k.to_user_string() for k in repair.asset_selection)}: older than their committed batches")
+            return [repair]
         waiting = f"; {len(unsettled)} file(s) still settling" if unsettled else ""
         if busy:
             waiting += f"; waiting for the active run of {', '.join(sorted(d.isoformat() for d in busy))}"
