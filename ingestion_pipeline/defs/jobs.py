@@ -9,11 +9,19 @@ import dagster as dg
 from ..landing import LandedFile
 from ..streams import STREAMS, tables_fed_by
 from .assets import batch_assets, table_assets
+from .checks import freshness_check_keys
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.assets(*batch_assets, *table_assets),
     description="Ingest one landing day: that day's batches, then the current-state tables.",
+)
+
+# Only the freshness checks, no asset: staleness is noticed although nothing lands.
+freshness_job = dg.define_asset_job(
+    "freshness_job",
+    selection=dg.AssetSelection.checks(*freshness_check_keys),
+    description="Evaluates the landing_freshness check of every stream (reads the ledger, materialises nothing).",
 )
 
 
