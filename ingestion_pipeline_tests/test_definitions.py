@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import pytest
@@ -42,7 +42,18 @@ def test_definitions_load_with_every_asset_check_sensor_and_schedule():
     assert defs.get_sensor_def("landing_sensor").default_status == dg.DefaultSensorStatus.RUNNING
     assert defs.get_schedule_def("daily_sweep").default_status == dg.DefaultScheduleStatus.RUNNING
     check_names = {k.name for k in repo.asset_graph.asset_check_keys}
-    assert check_names == {"files_reconcile", "unique_key", "no_failed_files"}
+    assert check_names == {"files_reconcile", "unique_key", "no_failed_files", "landing_freshness"}
+    tables = {"contacts", "accounts", "contact_events", "account_events", "crm_leads"}
+    freshness = {k.asset_key.to_user_string() for k in repo.asset_graph.asset_check_keys if k.name == "landing_freshness"}
+    assert freshness == tables
+    schedule = defs.get_schedule_def("freshness_schedule")
+    assert (schedule.cron_schedule, schedule.job_name, schedule.default_status) == (
+        "0 * * * *", "freshness_job", dg.DefaultScheduleStatus.RUNNING,
+    )
+    # The freshness job runs the checks alone: no asset is materialised by it.
+    freshness_job = defs.resolve_job_def("freshness_job")
+    assert [n.name for n in freshness_job.graph.node_defs] == ["landing_freshness_checks"]
+    assert freshness_job.asset_layer.executable_asset_keys == set()
 
 
 def evaluate_sensor(instance, definitions, cursor=None):
@@ -227,3 +238,29 @@ def test_sensor_rebuilds_a_table_left_behind_its_batches_once_no_run_is_active(i
     assert result.success
     assert ingest.warehouse().connect().sql("select contact_id, email from contacts").fetchall() == [("c1", "a@x.io")]
     assert evaluate_sensor(instance, definitions).run_requests == []
+
+
+def test_the_freshness_job_warns_about_a_stream_whose_newest_file_is_past_its_deadline(instance, landing, settings):
+    now = datetime.now(timezone.utc)
+    landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], now - timedelta(hours=3))
+    landing.put("contact_event/e.jsonl", [event("e1", "c1")], now - timedelta(hours=3))
+    ingest = IngestResource(
+        landing_url=settings.landing_url, warehouse_dir=str(settings.warehouse_dir), freshness_hours={"contact_event": 2}
+    )
+    definitions = build_definitions(ingest)
+    day = (now - timedelta(hours=3)).date().isoformat()
+    keys = [dg.AssetKey(k) for k in ("contact_batch", "contacts", "contact_event_batch", "contact_events")]
+    assert definitions.resolve_job_def("ingest_job").execute_in_process(partition_key=day, asset_selection=keys, instance=instance).success
+
+    result = definitions.resolve_job_def("freshness_job").execute_in_process(instance=instance)
+    assert result.success  # a stale stream is a warning, not a failed run
+    evaluations = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {"contacts", "accounts", "contact_events", "account_events", "crm_leads"}
+    stale = evaluations["contact_events"]
+    assert (stale.passed, stale.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert stale.description.startswith("STALE: the newest loaded contact_event file landed 3.0 h ago (deadline 2 h)")
+    assert stale.metadata["deadline_hours"].value == 2.0
+    assert 3.0 <= stale.metadata["age_hours"].value < 3.1
+    assert evaluations["contacts"].passed and evaluations["contacts"].metadata["deadline_hours"].value == 26.0
+    assert evaluations["accounts"].passed
+    assert evaluations["accounts"].metadata["newest_landed_at"].value == "none: no files yet"

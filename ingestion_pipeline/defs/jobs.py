@@ -9,6 +9,7 @@ import dagster as dg
 from ..landing import LandedFile
 from ..streams import STREAMS, tables_fed_by
 from .assets import batch_assets, table_assets
+from .checks import freshness_check_keys
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
@@ -21,6 +22,13 @@ tables_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*table_assets),
     description="Rebuild current-state tables from the committed batches (repairs a table left "
     "behind by a run that stopped between committing a day and rebuilding the table).",
+)
+
+# Only the freshness checks, no asset: staleness is noticed although nothing lands.
+freshness_job = dg.define_asset_job(
+    "freshness_job",
+    selection=dg.AssetSelection.checks(*freshness_check_keys),
+    description="Evaluates the landing_freshness check of every stream (reads the ledger, materialises nothing).",
 )
 
 

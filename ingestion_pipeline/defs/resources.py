@@ -1,7 +1,13 @@
 """Configuration as a Dagster resource, filled from the INGEST_* environment."""
 
-import dagster as dg
+import os
+from datetime import timedelta
 
+import dagster as dg
+from pydantic import field_validator
+
+from ..freshness import DEFAULT_FRESHNESS_HOURS, FRESHNESS_ENV, parse_freshness_hours
+from ..streams import STREAMS
 from ..landing import LandingStore, open_landing
 from ..settings import Settings
 from ..warehouse import Warehouse
@@ -23,15 +29,40 @@ class IngestResource(dg.ConfigurableResource):
     # and a new sweep starts this often.
     sweep_keys_per_tick: int = 20000
     full_listing_seconds: float = 600.0
+    # `landing_freshness` checks: a stream is stale when its newest loaded file landed
+    # longer ago than this many hours (per-stream overrides by stream name).
+    # From INGEST_FRESHNESS_HOURS, e.g. `26` or `contact_event=2,default=26`.
+    freshness_default_hours: float = DEFAULT_FRESHNESS_HOURS
+    freshness_hours: dict[str, float] = {}
+
+    @field_validator("freshness_default_hours")
+    @classmethod
+    def _positive_default(cls, hours: float) -> float:
+        if not hours > 0:
+            raise ValueError(f"freshness_default_hours must be a positive number of hours, got {hours}")
+        return hours
+
+    @field_validator("freshness_hours")
+    @classmethod
+    def _known_streams(cls, hours: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(hours) - set(STREAMS))
+        if unknown:
+            raise ValueError(f"freshness_hours: unknown stream(s) {', '.join(unknown)}; streams: {', '.join(STREAMS)}")
+        if bad := {s: h for s, h in hours.items() if not h > 0}:
+            raise ValueError(f"freshness_hours must be positive numbers of hours, got {bad}")
+        return hours
 
     @classmethod
     def from_env(cls) -> "IngestResource":
         s = Settings.from_env()
+        default_hours, hours = parse_freshness_hours(os.environ.get(FRESHNESS_ENV))
         return cls(
             landing_url=s.landing_url,
             warehouse_dir=str(s.warehouse_dir),
             max_record_bytes=s.max_record_bytes,
             max_decoded_bytes=s.max_decoded_bytes,
+            freshness_default_hours=default_hours,
+            freshness_hours=hours,
         )
 
     def settings(self) -> Settings:
@@ -41,6 +72,9 @@ class IngestResource(dg.ConfigurableResource):
             max_record_bytes=self.max_record_bytes,
             max_decoded_bytes=self.max_decoded_bytes,
         )
+
+    def freshness_deadline(self, stream: str) -> timedelta:
+        return timedelta(hours=self.freshness_hours.get(stream, self.freshness_default_hours))
 
     def store(self) -> LandingStore:
         return open_landing(self.landing_url)

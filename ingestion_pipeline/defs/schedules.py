@@ -6,7 +6,7 @@ from datetime import timedelta
 import dagster as dg
 
 from ..pipeline import by_partition, list_landing, pending_by_partition
-from .jobs import day_run_requests, ingest_job
+from .jobs import day_run_requests, freshness_job, ingest_job
 from .resources import IngestResource
 
 SWEEP_DAYS = 7
@@ -33,3 +33,13 @@ def daily_sweep(context: dg.ScheduleEvaluationContext, ingest: IngestResource):
     if not groups:
         return dg.SkipReason(f"No landed files on {yesterday} and nothing pending in the last {SWEEP_DAYS} days")
     return day_run_requests(groups, key_prefix=f"sweep:{today.isoformat()}")
+
+
+freshness_schedule = dg.ScheduleDefinition(
+    name="freshness_schedule",
+    cron_schedule="0 * * * *",
+    execution_timezone="UTC",
+    target=freshness_job,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Hourly: evaluates every stream's landing_freshness check, so a stream that stops landing is flagged.",
+)

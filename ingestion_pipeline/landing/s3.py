@@ -34,7 +34,12 @@ def s3_client():
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
     config = Config(
         signature_version="s3v4",
-        retries={"mode": "standard", "max_attempts": 5},
+        # Transient errors are retried here (standard mode: 5 attempts, exponential backoff);
+        # AWS_MAX_ATTEMPTS / AWS_RETRY_MODE change that as for any AWS SDK.
+        retries={
+            "mode": os.environ.get("AWS_RETRY_MODE") or "standard",
+            "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 5),
+        },
         connect_timeout=10,
         read_timeout=60,
         s3={"addressing_style": "path"} if endpoint else {},
