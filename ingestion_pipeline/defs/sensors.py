@@ -44,13 +44,14 @@ def days_with_active_runs(instance: dg.DagsterInstance, days: set[date]) -> set[
 def table_repair_request(instance: dg.DagsterInstance, ingest: IngestResource) -> dg.RunRequest | None:
     """A `tables_job` run for tables older than the batches they are built from
     (a run whose worker died between committing a day and rebuilding a table),
-    once no ingest run is active (an active run rebuilds its tables itself)."""
+    once no run is active (an active run rebuilds its tables itself)."""
     stale = stale_tables(ingest.settings())
     if not stale:
         return None
-    for job in (ingest_job, tables_job):
-        if instance.get_run_records(filters=dg.RunsFilter(job_name=job.name, statuses=ACTIVE_RUN_STATUSES), limit=1):
-            return None
+    # Any active run (a sensor run, a backfill, a Materialize click) may be about to
+    # rebuild these tables itself.
+    if instance.get_run_records(filters=dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES), limit=1):
+        return None
     tables = sorted(STREAMS[s].table for s in stale)
     # One request per state of the batches: the same stale state is not requested twice.
     newest = max(os.stat(p).st_mtime_ns for s in stale for p in table_inputs(ingest.warehouse(), s))
