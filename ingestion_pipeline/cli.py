@@ -33,12 +33,15 @@ def run_ingest(settings: Settings, echo=click.echo) -> tuple[list[dict], list[st
     from .defs.resources import IngestResource
     from .landing import open_landing
     from .ledger import read_ledger
-    from .pipeline import pending_by_partition, stale_tables
+    from .pipeline import pending_by_partition, stale_tables, uncommitted_days
     from .streams import STREAMS
     from .warehouse import Warehouse
 
     store = open_landing(settings.landing_url)
     groups = pending_by_partition(settings, store)
+    for part in uncommitted_days(settings):
+        # e.g. a reprocess killed between its batch and its ledger segment
+        groups.setdefault(part, [])
     if not groups and not stale_tables(settings):
         return [], []
     ingest = IngestResource(
@@ -57,7 +60,8 @@ def run_ingest(settings: Settings, echo=click.echo) -> tuple[list[dict], list[st
     requests = day_run_requests(groups, key_prefix=f"cli:{uuid.uuid4().hex[:8]}")
     for i, request in enumerate(requests, 1):
         streams = request.tags["ingestion/streams"]
-        echo(f"[{i}/{len(requests)}] landing day {request.partition_key}: {request.tags['ingestion/files']} new file(s) in {streams}", err=True)
+        what = f"{request.tags['ingestion/files']} new file(s)" if request.tags["ingestion/files"] != "0" else "committing staged results"
+        echo(f"[{i}/{len(requests)}] landing day {request.partition_key}: {what} in {streams}", err=True)
         result = definitions.resolve_job_def("ingest_job").execute_in_process(
             partition_key=request.partition_key,
             asset_selection=request.asset_selection,
@@ -217,16 +221,24 @@ def erase(warehouse: str | None, contact_id: str | None, email: str | None) -> N
     settings = Settings.from_env(warehouse_dir=warehouse)
     if not settings.warehouse_dir.is_dir():
         raise click.ClickException(f"no warehouse at {settings.warehouse_dir}: nothing to erase from")
+    from .warehouse import LockTimeout
+
     try:
-        report = erase_contact(settings, contact_id=contact_id, email=email)
+        report = erase_contact(settings, contact_id=contact_id, email=email, log=lambda msg: click.echo(msg, err=True))
     except ErasureError as exc:
         raise click.BadParameter(str(exc), param_hint="'--email'" if email is not None else "'--contact-id'") from exc
+    except LockTimeout as exc:
+        raise click.ClickException(f"{exc}; nothing was erased") from exc
+    for erasure_id in report.resumed:
+        click.echo(f"Finished erasure {erasure_id}, interrupted earlier (its status was in_progress).")
     resolved = f"{report.contact_ids} contact id(s), {report.emails} email(s)"
     click.echo(f"Erasure {report.erasure_id} recorded at {report.requested_at.isoformat()} (by {report.subject_kind}: {resolved}).")
     if report.nothing_matched:
         click.echo(
             "Nothing matched: no row in the warehouse belongs to this subject. The erasure is still "
-            "recorded, so files that landed before it never load it."
+            "recorded: records carrying this "
+            + ("email" if email is not None else "contact id")
+            + " from files that landed before it are never loaded."
         )
     else:
         click.echo("Rows removed:")

@@ -43,6 +43,7 @@ import csv
 import glob
 import io
 import json
+import shutil
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -109,6 +110,7 @@ class ErasureReport:
     emails: int  # emails erased with them
     rows_removed: dict[str, int]  # per table, plus stored versions in batches / staging
     warnings: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)  # interrupted erasures finished first
 
     @property
     def nothing_matched(self) -> bool:
@@ -177,9 +179,12 @@ def _scan(path: Path) -> pl.LazyFrame:
     return pl.scan_parquet(path, glob=False)
 
 
-def _filter_parquet(path: Path, rules: Rules, matcher: Matcher, landed: str = "_landed_at") -> tuple[int, pl.DataFrame]:
+def _filter_parquet(
+    path: Path, rules: Rules, matcher: Matcher, landed: str = "_landed_at", before_write: Callable[[pl.DataFrame], None] | None = None
+) -> tuple[int, pl.DataFrame]:
     """Rewrites `path` without the rows that match a rule; returns (rows removed,
-    lineage of the removed rows)."""
+    lineage of the removed rows). `before_write` gets that lineage before `path`
+    is rewritten (dependent rows go first, so a crash in between is found again)."""
     lf = _scan(path)
     names = lf.collect_schema().names()
     drops = []
@@ -197,6 +202,8 @@ def _filter_parquet(path: Path, rules: Rules, matcher: Matcher, landed: str = "_
     drop = pl.any_horizontal(drops)
     removed = lf.filter(drop).select(lineage).collect()
     if removed.height:
+        if before_write is not None:
+            before_write(removed)
         write_parquet(lf.filter(~drop), path)
     return removed.height, removed
 
@@ -404,10 +411,17 @@ def _filter_unit(unit: Path, stream: str, matcher: Matcher, headers: CsvHeaders)
     memberships and rejects. Returns rows removed per kind."""
     removed: Counter = Counter()
     records = unit / "records.parquet"
+    cells = unit / "cells.parquet"
     if stream in RECORD_RULES and records.exists():
-        n, lineage = _filter_parquet(records, RECORD_RULES[stream], matcher)
-        removed["records"] += n
-        removed["cells"] += _drop_lineage(unit / "cells.parquet", lineage)
+        # Property cells go first, by the lineage of the records about to go, then
+        # the records: killed in between, the next pass finds the records again.
+        def drop_cells(lineage: pl.DataFrame) -> None:
+            removed["cells"] += _drop_lineage(cells, lineage)
+
+        removed["records"] += _filter_parquet(records, RECORD_RULES[stream], matcher, before_write=drop_cells)[0]
+    if stream in RECORD_RULES and cells.exists():
+        # and by key, for cells whose records went in an earlier, interrupted pass
+        removed["cells"] += _filter_parquet(cells, RECORD_RULES[stream], matcher)[0]
     if (memberships := unit / "memberships.parquet").exists():
         removed["memberships"] += _filter_parquet(memberships, MEMBERSHIP_RULES, matcher)[0]
     if (rejects := unit / "rejects.parquet").exists():
@@ -463,11 +477,12 @@ def _mark(unit: Path, row: dict, erasure_ids: set[str]) -> None:
     tmp.replace(unit / MARKER)
 
 
-def _staged_rows(warehouse: Warehouse, stream: str) -> list[tuple[Path, dict]]:
-    """Every staged file folder of a stream with its ledger row (in-progress work
-    folders, named with a leading dot, are left to the commit that follows them)."""
+def _staged_rows(warehouse: Warehouse, stream: str, day: str = "*") -> list[tuple[Path, dict]]:
+    """Every staged file folder of a stream (or one landing day) with its ledger row
+    (in-progress work folders, named with a leading dot, are left to the commit
+    that follows them)."""
     out = []
-    for ledger in sorted(glob.glob(str(warehouse.root / "_staging" / stream / "*" / "*" / "ledger.json"))):
+    for ledger in sorted(glob.glob(str(warehouse.root / "_staging" / stream / day / "*" / "ledger.json"))):
         try:
             row = json.loads(Path(ledger).read_text())
         except (FileNotFoundError, json.JSONDecodeError):
@@ -590,6 +605,7 @@ def erase(
     email: str | None = None,
     *,
     requested_at: datetime | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> ErasureReport:
     """Erases a contact (by id or by email) from every file under the warehouse and
     records it in the `erasures` ledger. `target` is the Settings (whose landing
@@ -607,7 +623,10 @@ def erase(
     erasure_id = uuid.uuid4().hex
     warehouse.ensure_layout()
     path = _erasure_path(warehouse, erasure_id, requested_at)
-    with warehouse.lock():
+    with warehouse.lock(log):
+        # Temp files of writes a killed process never committed may hold her rows.
+        warehouse.remove_stale_temps()
+        resumed = _resume_interrupted(warehouse, settings)
         ids, emails = _resolve(warehouse, kind, subject)
         hasher = Matcher(pl.DataFrame(schema={"kind": pl.String, "sha256": pl.String, "until": UTC_TS}), bounded=False)
         try:
@@ -641,7 +660,26 @@ def erase(
         "so every field of those rows was compared with the contact id"
         for file in dict.fromkeys(headers.unreadable)
     ]
-    return ErasureReport(erasure_id, requested_at, kind, len(ids), len(emails), removed, warnings)
+    return ErasureReport(erasure_id, requested_at, kind, len(ids), len(emails), removed, warnings, resumed)
+
+
+def _resume_interrupted(warehouse: Warehouse, settings: Settings | None) -> list[str]:
+    """Finishes every erasure left `in_progress` by a killed erase, from its stored
+    hashes (matching needs no plain value). Call with the warehouse lock held."""
+    done = []
+    for path in erasure_files(warehouse):
+        row = pl.read_parquet(path).cast(ERASURE_SCHEMA).row(0, named=True)
+        if row["status"] != "in_progress":
+            continue
+        matcher = Matcher(_hash_table(pl.DataFrame([row], schema=ERASURE_SCHEMA)), bounded=False)
+        try:
+            removed = _remove_everywhere(warehouse, matcher, CsvHeaders(_open_store(settings), _ledger_versions(warehouse)), row["erasure_id"])
+        finally:
+            matcher.close()
+        row.update(status="completed", rows_removed=json.dumps(removed), completed_at=datetime.now(timezone.utc))
+        write_parquet(pl.DataFrame([row], schema=ERASURE_SCHEMA), Path(path))
+        done.append(row["erasure_id"])
+    return done
 
 
 def _remove_everywhere(warehouse: Warehouse, matcher: Matcher, headers: CsvHeaders, erasure_id: str) -> dict[str, int]:
@@ -651,14 +689,19 @@ def _remove_everywhere(warehouse: Warehouse, matcher: Matcher, headers: CsvHeade
             found = _filter_unit(Path(unit), stream, matcher, headers)
             counts["batches"] += sum(found.values())
             counts["memberships"] += found["memberships"]
-        for unit, row in _staged_rows(warehouse, stream):
-            headers.add(row)
-            try:
-                counts["staging"] += sum(_filter_unit(unit, stream, matcher, headers).values())
-                _redact_staged_row(unit, row, matcher)
-                _mark(unit, row, _applied(unit, row) | {erasure_id})
-            except FileNotFoundError:
-                continue  # re-staged under us by a running ingest: its commit filters it
+        for day_dir in sorted(p for p in (warehouse.root / "_staging" / stream).glob("*") if p.is_dir() and not p.name.startswith(".")):
+            with warehouse.try_partition_lock(stream, day_dir.name) as free:
+                if not free:
+                    # A run is staging this day; its commit (which waits for this
+                    # erase's lock) filters every staged file of the day.
+                    continue
+                for leftover in [p for p in day_dir.iterdir() if p.name.startswith(".")]:
+                    shutil.rmtree(leftover)  # work folders of a process that died mid-staging
+                for unit, row in _staged_rows(warehouse, stream, glob.escape(day_dir.name)):
+                    headers.add(row)
+                    counts["staging"] += sum(_filter_unit(unit, stream, matcher, headers).values())
+                    _redact_staged_row(unit, row, matcher)
+                    _mark(unit, row, _applied(unit, row) | {erasure_id})
     for segment in sorted(glob.glob(str(warehouse.root / "rejected_records" / "*" / "*.parquet"))):
         counts["rejected_records"] += _filter_rejects(Path(segment), matcher, headers)
     for segment in sorted(glob.glob(str(warehouse.root / "ingested_files" / "*" / "*.parquet"))):

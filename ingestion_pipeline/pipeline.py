@@ -242,6 +242,12 @@ def stage_file(
         raise_later = None
     finally:
         parser.close()
+    if raise_later is not None and (kept := StagedFile.load(final)) is not None and kept.row["status"] != "failed":
+        # A reprocess that broke (e.g. the store is unreachable) keeps the file's
+        # previous result: its loaded rows stay in the tables, the run fails.
+        shutil.rmtree(work)
+        kept.error = raise_later
+        return kept
     (work / "ledger.json").write_text(json.dumps(row, default=str))
     _publish(work, final)
     return StagedFile(final, row, error=raise_later)
@@ -376,13 +382,16 @@ def _ingest_partition(
             current = stage_file(store, file, settings, warehouse, run_id)
             staged[file_id] = current
         if current.error is not None:
-            errors.append(f"{file.path}: {current.row['first_error']}")
+            errors.append(f"{file.path}: {type(current.error).__name__}: {current.error}")
     ordered = sorted(staged.values(), key=lambda s: (s.row["landed_at"], s.row["file"]))
     with warehouse.lock(log):
         warehouse.remove_stale_temps()
         # Privacy erasures: rows of an erased contact from files that landed before
         # the erasure never reach a batch again (a no-op when nothing was erased).
         erasure.suppress_staged(warehouse, store, stream, ordered)
+        # Re-read under the lock: an erase may have redacted a staged ledger row
+        # (first_error quoting an erased email) since it was loaded.
+        ordered = [StagedFile.load(s.dir) or s for s in ordered]
         prior = read_ledger(warehouse, ["file_id", "sha256", "status", "landed_at", "file", "stream", "landing_date"]).filter(
             ~((pl.col("stream") == stream) & (pl.col("landing_date") == day))
         )
@@ -469,6 +478,27 @@ def stale_tables(settings: Settings) -> list[str]:
         if max(os.stat(p).st_mtime_ns for p in inputs) > built:
             stale.append(stream)
     return stale
+
+
+def uncommitted_days(settings: Settings) -> list[tuple[str, date]]:
+    """Landing days whose batch or rejected records are newer than their ledger
+    segment: a run (typically a reprocess, whose files are not pending) stopped
+    between committing the day's batch and its ledger segment. Running the day
+    again commits its staged results, ledger last."""
+    warehouse = Warehouse(settings.warehouse_dir)
+    days = []
+    for folder in sorted(glob.glob(str(warehouse.root / "_batches" / "*" / "*"))):
+        stream, day = Path(folder).parts[-2:]
+        if stream not in STREAMS or day.startswith("."):
+            continue
+        written = [os.stat(p).st_mtime_ns for p in glob.glob(os.path.join(glob.escape(folder), "*.parquet"))]
+        rejected = warehouse.segment_path("rejected_records", stream, day)
+        if rejected.exists():
+            written.append(rejected.stat().st_mtime_ns)
+        ledger = warehouse.segment_path("ingested_files", stream, day)
+        if written and max(written) > (ledger.stat().st_mtime_ns if ledger.exists() else -1):
+            days.append((stream, date.fromisoformat(day)))
+    return days
 
 
 def build_table(settings: Settings, stream: str, log: Log = lambda msg: None) -> TableSummary:

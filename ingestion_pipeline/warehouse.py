@@ -217,6 +217,24 @@ class Warehouse:
         with hold_lock(self.root / "_staging" / stream / f"{day}.lock", f"landing day {day} of {stream}", log):
             yield
 
+    @contextlib.contextmanager
+    def try_partition_lock(self, stream: str, day: str) -> Iterator[bool]:
+        """The day's partition lock if free right now (True), else False at once:
+        for a holder of the warehouse lock, which must never wait for a partition
+        lock (a run holding it may be waiting for the warehouse lock)."""
+        path = self.root / "_staging" / stream / f"{day}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def remove_stale_temps(self) -> int:
         """Temp files of writes that never committed (a process killed mid-write).
         Call with the warehouse lock held: every write they could belong to takes it."""

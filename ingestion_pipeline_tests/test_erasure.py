@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -504,7 +505,7 @@ def test_cli_erase_says_when_nothing_matched(settings, landing, warehouse, loade
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1:] == [
         "Nothing matched: no row in the warehouse belongs to this subject. The erasure is still "
-        "recorded, so files that landed before it never load it."
+        "recorded: records carrying this contact id from files that landed before it are never loaded."
     ]
     assert warehouse.connect().sql("select subject_sha256, contact_id_sha256 from erasures").fetchall() == [
         (sha256("nobody-42"), [sha256("nobody-42")])
@@ -551,4 +552,49 @@ def test_console_script_erases_by_contact_id(settings, landing, warehouse, loade
     assert "  memberships       1\n" in proc.stdout
     assert proc.stderr == ""
     assert warehouse.connect().sql("select contact_id from contacts order by 1").fetchall() == [("bob-0002",), ("carol-0003",)]
+    assert pii_hits(settings.warehouse_dir, [ANN_EMAIL, ANN]) == []
+
+
+def erase_cli(warehouse_dir, *args, env=None):
+    """The real console script, in its own process (so it can be killed)."""
+    cli = str(Path(sys.executable).with_name("ingestion-pipeline"))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")} | (env or {})
+    return subprocess.run([cli, "erase", "--warehouse", str(warehouse_dir), *args], env=environ, capture_output=True, text=True, timeout=120)
+
+
+def test_an_erase_killed_between_cells_and_records_is_finished_by_the_next_erase(settings, landing, warehouse, loaded, tmp_path):
+    trace = tmp_path / "trace.tsv"
+    probe = tmp_path / "probe"
+    shutil.copytree(settings.warehouse_dir, probe)
+    assert erase_cli(probe, "--contact-id", ANN, env={"INGEST_CRASH_TRACE": str(trace)}).returncode == 0
+    points = [line.split("\t") for line in trace.read_text().splitlines()]
+    # the batch's property cells of Ann are rewritten, the records are not yet
+    (point,) = [int(n) for n, label in points if label.startswith("writing temp") and "_batches/contact/" in label and "records" in label][:1]
+    killed = erase_cli(settings.warehouse_dir, "--contact-id", ANN, env={"INGEST_CRASH_AT": str(point)})
+    assert killed.returncode == -9
+    assert warehouse.connect().sql("select status from erasures").fetchall() == [("in_progress",)]
+    again = erase_cli(settings.warehouse_dir, "--contact-id", "nobody-42")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("Finished erasure ")
+    assert sorted(warehouse.connect().sql("select status from erasures").fetchall()) == [("completed",), ("completed",)]
+    assert pii_hits(settings.warehouse_dir, [ANN_EMAIL, ANN]) == []
+    # Ann signs up again later: nothing of her erased history (properties) comes back.
+    landing.put("contact/later.jsonl", [contact(ANN, "ann@new.example", {"seat": 1})], utc(2030, 1, 1))
+    ingest_partition(settings, landing.store, "contact", utc(2030, 1, 1).date(), run_id="later")
+    build_table(settings, "contact")
+    assert warehouse.connect().sql(f"select email, properties from contacts where contact_id = '{ANN}'").fetchall() == [
+        ("ann@new.example", '{"seat":1}')
+    ]
+
+
+def test_erase_removes_leftovers_of_killed_writes_that_hold_her_data(settings, landing, warehouse, loaded):
+    staged = next((settings.warehouse_dir / "_staging" / "contact").glob("*/*/records.parquet"))
+    leftover_dir = staged.parent.with_name(f".{staged.parent.name}.dead.tmp")
+    leftover_dir.mkdir()
+    (leftover_dir / "records.parquet").write_bytes(staged.read_bytes())
+    table_temp = settings.warehouse_dir / "contacts" / ".data.parquet.dead.tmp"
+    table_temp.write_bytes((settings.warehouse_dir / "contacts" / "data.parquet").read_bytes())
+    assert pii_hits(settings.warehouse_dir, [ANN_EMAIL]) != []
+    erase(settings, contact_id=ANN)
+    assert not leftover_dir.exists() and not table_temp.exists()
     assert pii_hits(settings.warehouse_dir, [ANN_EMAIL, ANN]) == []

@@ -5,6 +5,10 @@ staging or temp files of a dead process are cleaned up by the next run."""
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
+import sys
 
 import dagster as dg
 from click.testing import CliRunner
@@ -12,9 +16,11 @@ from click.testing import CliRunner
 from ingestion_pipeline.cli import main
 from ingestion_pipeline.definitions import build_definitions
 from ingestion_pipeline.defs.resources import IngestResource
-from ingestion_pipeline.pipeline import build_table, ingest_partition, stale_tables
+from ingestion_pipeline.landing import LocalLandingStore
+from ingestion_pipeline.pipeline import build_table, ingest_partition, stale_tables, uncommitted_days
 
 from .conftest import DAY1, contact, event, utc
+from .harness import clean_env, ingest
 
 LONG = "x" * 3000
 
@@ -100,3 +106,64 @@ def test_leftovers_of_a_dead_process_are_removed_by_the_next_run(settings, landi
     assert not temp.exists()
     build_table(settings, "contact")
     assert warehouse.connect().execute("select count(*) from contacts").fetchone() == (2,)
+
+
+class UnreachableStore(LocalLandingStore):
+    """Lists like the landing folder but every read fails. A mock, for this fault
+    only: as root on a local disk an I/O error on read cannot be caused for real
+    (the same fault for real, an S3 store that is down, is in test_operator_ui.py)."""
+
+    def open(self, file):
+        raise OSError(5, "Input/output error", file.path)
+
+
+def test_a_reprocess_that_cannot_read_a_file_keeps_its_loaded_rows_and_fails(settings, landing, warehouse):
+    put_day(landing)
+    ingest_partition(settings, landing.store, "contact", DAY1, run_id="r1")
+    build_table(settings, "contact")
+    before = warehouse.connect().execute("select * from contacts order by all").fetchall()
+    report = ingest_partition(settings, UnreachableStore(landing.root), "contact", DAY1, run_id="r2", reprocess=True)
+    assert report.errors == [
+        "contact/a.jsonl: OSError: [Errno 5] Input/output error: 'contact/a.jsonl'",
+        "contact/b.jsonl: OSError: [Errno 5] Input/output error: 'contact/b.jsonl'",
+    ]
+    assert [(r["status"], r["rows_loaded"], r["run_id"]) for r in report.files] == [("loaded", 3, "r1"), ("loaded", 1, "r1")]
+    build_table(settings, "contact")
+    assert warehouse.connect().execute("select * from contacts order by all").fetchall() == before
+
+
+REPROCESS = """
+import sys
+from datetime import date
+from ingestion_pipeline.landing import LocalLandingStore
+from ingestion_pipeline.pipeline import ingest_partition
+from ingestion_pipeline.settings import Settings
+settings = Settings(landing_url=sys.argv[1], warehouse_dir=sys.argv[2], max_record_bytes=1024)
+ingest_partition(settings, LocalLandingStore(sys.argv[1]), "contact", date(2026, 11, 20), run_id="reprocess", reprocess=True)
+"""
+
+
+def test_a_reprocess_killed_between_its_batch_and_its_ledger_is_committed_by_the_next_ingest(settings, landing, warehouse, tmp_path):
+    put_day(landing)
+    first = ingest(landing.root, warehouse.root)
+    assert first.returncode == 0, first.stderr
+    trace = tmp_path / "trace.tsv"
+    args = [sys.executable, "-c", REPROCESS, str(landing.root), str(warehouse.root)]
+    subprocess.run(args, env=clean_env({"INGEST_CRASH_TRACE": str(trace)}), check=True, cwd=tmp_path)
+    (point,) = [int(n) for n, label in (line.split("\t") for line in trace.read_text().splitlines()) if label.startswith("renamed") and "_batches/contact" in label and "records" in label][:1] or [0]
+    # Start again from the first ingest's state, then kill the reprocess right after its batch is in place.
+    shutil.rmtree(warehouse.root)
+    assert ingest(landing.root, warehouse.root).returncode == 0
+    killed = subprocess.run(args, env=clean_env({"INGEST_CRASH_AT": str(point)}), cwd=tmp_path)
+    assert killed.returncode == -signal.SIGKILL
+    assert uncommitted_days(settings) == [("contact", DAY1)]
+    again = ingest(landing.root, warehouse.root)
+    assert again.returncode == 0, again.stderr
+    assert "landing day 2026-11-20: committing staged results in contact" in again.stderr
+    con = warehouse.connect()
+    assert con.execute("select file, status, rows_loaded, rows_rejected from ingested_files order by file").fetchall() == [
+        ("contact/a.jsonl", "partially_loaded", 2, 1),
+        ("contact/b.jsonl", "loaded", 1, 0),
+    ]
+    assert con.execute("select contact_id from contacts order by 1").fetchall() == [("c1",), ("c3",), ("c4",)]
+    assert uncommitted_days(settings) == [] and stale_tables(settings) == []
