@@ -690,7 +690,7 @@ def _remove_everywhere(warehouse: Warehouse, matcher: Matcher, headers: CsvHeade
             counts["batches"] += sum(found.values())
             counts["memberships"] += found["memberships"]
         for day_dir in sorted(p for p in (warehouse.root / "_staging" / stream).glob("*") if p.is_dir() and not p.name.startswith(".")):
-            with warehouse.try_partition_lock(stream, day_dir.name) as free:
+            with warehouse.partition_lock(stream, day_dir.name, wait=False) as free:
                 if not free:
                     # A run is staging this day; its commit (which waits for this
                     # erase's lock) filters every staged file of the day.

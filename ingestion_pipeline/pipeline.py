@@ -28,7 +28,7 @@ from .parse import JsonParser
 from .settings import Settings
 from .streams import FEEDS, STREAMS, FeedSpec, StreamSpec, feed_for_path, feeds_of_stream, has_memberships
 from .validate import REJECT_SCHEMA, Validator
-from .warehouse import REJECTED_SCHEMA, UTC_TS, Warehouse, fsync_dir, scan_all, table_schema, write_parquet
+from .warehouse import LEDGER_SCHEMA, REJECTED_SCHEMA, UTC_TS, Warehouse, fsync_dir, scan_all, table_schema, write_parquet
 
 Log = Callable[[str], None]
 
@@ -373,7 +373,9 @@ def _ingest_partition(
                 shutil.rmtree(d)  # left by a process that died mid-staging (this run holds the day's lock)
             elif (s := StagedFile.load(d)) is not None:
                 staged[d.name] = s
-    previous = read_ledger(warehouse).filter((pl.col("stream") == stream) & (pl.col("landing_date") == day)).to_dicts()
+    # the day's ledger segment alone (the whole ledger is read once, at commit)
+    segment = warehouse.segment_path("ingested_files", stream, day.isoformat())
+    previous = scan_all([str(segment)] if segment.exists() else [], LEDGER_SCHEMA).collect().to_dicts()
     errors: list[str] = []
     for i, (file_id, file) in enumerate(listed.items()):
         current = staged.get(file_id)

@@ -132,27 +132,30 @@ def write_parquet(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-LOCK_TIMEOUT_SECONDS = float(os.environ.get("INGEST_LOCK_TIMEOUT_SECONDS") or 3600)
-
-
 class LockTimeout(RuntimeError):
     pass
 
 
 @contextlib.contextmanager
-def hold_lock(path: Path, what: str, log: Callable[[str], None] | None = None) -> Iterator[None]:
-    """An exclusive flock on `path` (released by the OS if the holder dies). Waits
-    for another holder, saying so, and fails after INGEST_LOCK_TIMEOUT_SECONDS."""
+def hold_lock(path: Path, what: str, log: Callable[[str], None] | None = None, wait: bool = True) -> Iterator[bool]:
+    """An exclusive flock on `path` (released by the OS if the holder dies); yields
+    True once held. Waits for another holder, saying so, and fails after
+    INGEST_LOCK_TIMEOUT_SECONDS (default 3600); with `wait=False` yields False at
+    once instead."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                yield False
+                return
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             if log:
                 log(f"waiting for {what}: held by {holder}")
-            deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+            timeout = float(os.environ.get("INGEST_LOCK_TIMEOUT_SECONDS") or 3600)
+            deadline = time.monotonic() + timeout
             while True:
                 try:
                     fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -160,7 +163,7 @@ def hold_lock(path: Path, what: str, log: Callable[[str], None] | None = None) -
                 except BlockingIOError:
                     if time.monotonic() > deadline:
                         raise LockTimeout(
-                            f"gave up waiting for {what} after {LOCK_TIMEOUT_SECONDS:.0f} s: held by {holder} "
+                            f"gave up waiting for {what} after {timeout:.0f} s: held by {holder} "
                             f"(lock file {path}; INGEST_LOCK_TIMEOUT_SECONDS sets the wait)"
                         ) from None
                     time.sleep(0.2)
@@ -169,7 +172,7 @@ def hold_lock(path: Path, what: str, log: Callable[[str], None] | None = None) -
             fh.truncate()
             fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
             fh.flush()
-            yield
+            yield True
         finally:
             fh.seek(0)
             fh.truncate()
@@ -205,35 +208,16 @@ class Warehouse:
     def staging_dir(self, stream: str, day: str) -> Path:
         return self.root / "_staging" / stream / day
 
-    @contextlib.contextmanager
-    def lock(self, log: Callable[[str], None] | None = None) -> Iterator[None]:
+    def lock(self, log: Callable[[str], None] | None = None):
         """Serialises commits to the tables and the ledger across processes."""
-        with hold_lock(self.root / ".lock", "the warehouse (a commit or table build)", log):
-            yield
+        return hold_lock(self.root / ".lock", "the warehouse (a commit or table build)", log)
 
-    @contextlib.contextmanager
-    def partition_lock(self, stream: str, day: str, log: Callable[[str], None] | None = None) -> Iterator[None]:
-        """Serialises runs of one (stream, landing day): its staging folder has one writer."""
-        with hold_lock(self.root / "_staging" / stream / f"{day}.lock", f"landing day {day} of {stream}", log):
-            yield
-
-    @contextlib.contextmanager
-    def try_partition_lock(self, stream: str, day: str) -> Iterator[bool]:
-        """The day's partition lock if free right now (True), else False at once:
-        for a holder of the warehouse lock, which must never wait for a partition
-        lock (a run holding it may be waiting for the warehouse lock)."""
-        path = self.root / "_staging" / stream / f"{day}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def partition_lock(self, stream: str, day: str, log: Callable[[str], None] | None = None, wait: bool = True):
+        """Serialises runs of one (stream, landing day): its staging folder has one
+        writer. `wait=False` is for a holder of the warehouse lock, which must never
+        wait for a partition lock (a run holding it may be waiting for the warehouse
+        lock): it yields False at once when a run holds the day."""
+        return hold_lock(self.root / "_staging" / stream / f"{day}.lock", f"landing day {day} of {stream}", log, wait)
 
     def remove_stale_temps(self) -> int:
         """Temp files of writes that never committed (a process killed mid-write).
