@@ -162,6 +162,19 @@ def report(n: int, results: dict[str, list[tuple[float, int]]]) -> str:
     return "\n".join(lines)
 
 
+def tables_check(n: int) -> str:
+    """What (c) left, from its warehouse: the table and the ledger must reconcile."""
+    sql = (
+        "select (select count(*) from contact_events) as table_rows, sum(rows_read) as read, sum(rows_loaded) as loaded, "
+        "sum(rows_rejected) as rejected, sum(rows_duplicate) as duplicate from ingested_files"
+    )
+    out = subprocess.run(
+        [CLI, "query", "--warehouse", str(OUT / f"n{n}" / "held" / "warehouse"), "--format", "csv", sql],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip().splitlines()
+    return f"Warehouse after (c) at {n:,} events: " + ", ".join(f"{k}={v}" for k, v in zip(out[0].split(","), out[1].split(","))) + "\n"
+
+
 def main() -> None:
     sizes = [int(s) for s in os.environ.get("BENCH_EVENTS", "1000000 10000000").split()]
     reps = int(os.environ.get("BENCH_REPS", "3"))
@@ -171,7 +184,16 @@ def main() -> None:
         f"({os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
         f"Python {platform.python_version()})\n\n`BENCH_EVENTS=\"{' '.join(map(str, sizes))}\" BENCH_REPS={reps} make bench`\n"
     )
-    sections = [header] + [report(n, bench_size(n, reps)) for n in sizes]
+    results = {n: bench_size(n, reps) for n in sizes}
+    sections = [header] + [report(n, results[n]) for n in sizes]
+    if len(sizes) > 1:
+        small, large = min(sizes), max(sizes)
+        peak = {n: statistics.median(r for _, r in results[n]["c"]) for n in (small, large)}
+        sections.append(
+            f"Peak RSS of (c): {peak[large] / 2**20:,.0f} MiB at {large:,} events, {peak[small] / 2**20:,.0f} MiB at "
+            f"{small:,}: {peak[large] / peak[small]:.2f}x (targets: <= 1.5 GB at 10M, growth < 2x from 1M to 10M)\n"
+        )
+    sections += [tables_check(n) for n in sizes]
     text = "\n".join(sections)
     print(text)
     with open(OUT / "results.md", "a") as fh:

@@ -13,6 +13,21 @@ import polars as pl
 
 VERSION = ["_landed_at", "_source_file", "_source_line"]
 
+# Hash buckets: every staged and committed record carries `_bucket`, a function of
+# its key alone, so all versions of a key share a bucket and a table is merged one
+# bucket at a time (bounded memory), reading only that bucket's row groups.
+BUCKETS = 32
+BUCKET_SEED = 0x1D
+
+
+def bucket(key: str | Sequence[str]) -> pl.Expr:
+    """The bucket (0..BUCKETS-1, UInt8) of a key: polars' string hash, which is
+    stable within one polars release (pinned in pyproject.toml;
+    test_merge.test_bucket_is_stable fails if an upgrade changes it)."""
+    keys = _keys(key)
+    text = pl.col(keys[0]) if len(keys) == 1 else pl.concat_str([pl.col(k).fill_null("") for k in keys], separator="\x1f")
+    return (text.hash(seed=BUCKET_SEED) % BUCKETS).cast(pl.UInt8).alias("_bucket")
+
 
 def _keys(key: str | Sequence[str]) -> list[str]:
     return [key] if isinstance(key, str) else list(key)
@@ -27,7 +42,11 @@ def dedupe_within_file(records: pl.FrameType, key: str | Sequence[str]) -> pl.Fr
 def current_events(batches: pl.LazyFrame, key: str | Sequence[str]) -> pl.LazyFrame:
     """One row per event_id: the most recently landed file's copy wins."""
     keys = _keys(key)
-    return batches.sort([*keys, *VERSION]).unique(subset=keys, keep="last", maintain_order=True).sort(keys)
+    k = pl.struct(keys) if len(keys) > 1 else pl.col(keys[0])
+    repeated = k.is_duplicated()
+    # Only keys seen more than once need the version sort (usually a few).
+    newest = batches.filter(repeated).sort([*keys, *VERSION]).filter(k.is_last_distinct())
+    return pl.concat([batches.filter(~repeated), newest]).sort(keys)
 
 
 def current_entities(records: pl.LazyFrame, cells: pl.LazyFrame, key: str | Sequence[str]) -> pl.LazyFrame:
@@ -40,7 +59,7 @@ def current_entities(records: pl.LazyFrame, cells: pl.LazyFrame, key: str | Sequ
     with `prop` JSON-encoded, `value` JSON text and `_pos` the position in its object.
     """
     keys = _keys(key)
-    fields = [c for c in records.collect_schema().names() if c not in keys and c not in VERSION and c != "properties"]
+    fields = [c for c in records.collect_schema().names() if c not in keys and c not in VERSION and c not in ("properties", "_bucket")]
     latest = (
         records.sort([*keys, *VERSION])
         .group_by(keys, maintain_order=True)

@@ -10,7 +10,10 @@ import glob
 import json
 import os
 import shutil
+import threading
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -28,7 +31,20 @@ from .parse import JsonParser
 from .settings import Settings
 from .streams import FEEDS, STREAMS, FeedSpec, StreamSpec, feed_for_path, feeds_of_stream, has_memberships
 from .validate import REJECT_SCHEMA, Validator
-from .warehouse import LEDGER_SCHEMA, REJECTED_SCHEMA, UTC_TS, Warehouse, fsync_dir, scan_all, table_schema, write_parquet
+from .warehouse import (
+    LEDGER_SCHEMA,
+    REJECTED_SCHEMA,
+    UTC_TS,
+    Warehouse,
+    fsync_dir,
+    scan_all,
+    scan_bucket,
+    table_schema,
+    write_bucket_sorted,
+    write_buckets,
+    write_parquet,
+    write_row_groups,
+)
 
 Log = Callable[[str], None]
 
@@ -116,6 +132,16 @@ def _output_columns(feed: FeedSpec, valid: pl.DataFrame) -> list[pl.Expr]:
     return cols + [pl.lit(None, pl.String).alias(c) for c in spec.extra_columns]
 
 
+_local = threading.local()
+
+
+def _thread_duckdb() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection of the calling thread (batches are parsed in threads)."""
+    if getattr(_local, "con", None) is None:
+        _local.con = duckdb.connect()
+    return _local.con
+
+
 def _track_event_id(valid: pl.DataFrame) -> pl.DataFrame:
     """track/: event_id = "trk_" + the first 32 hex digits of sha256(contact_key,
     event_text, normalised timestamp as ISO 8601 UTC with microseconds), joined by
@@ -127,7 +153,7 @@ def _track_event_id(valid: pl.DataFrame) -> pl.DataFrame:
         separator="\x1f",
     )
     keys = valid.select(k=key)  # noqa: F841 (DuckDB reads it)
-    ids = duckdb.sql("SELECT 'trk_' || left(sha256(k), 32) AS event_id FROM keys").pl()["event_id"]
+    ids = _thread_duckdb().sql("SELECT 'trk_' || left(sha256(k), 32) AS event_id FROM keys").pl()["event_id"]
     return valid.with_columns(event_id__norm=ids)
 
 
@@ -138,7 +164,14 @@ def _group_account(valid: pl.DataFrame) -> pl.DataFrame:
 
 
 DERIVATIONS = {"track_event_id": _track_event_id, "group_account": _group_account}
-MEMBERSHIP_SCHEMA = {"contact_id": pl.String, "account_id": pl.String, "_source_file": pl.String, "_source_line": pl.Int64, "_landed_at": UTC_TS}
+MEMBERSHIP_SCHEMA = {
+    "contact_id": pl.String,
+    "account_id": pl.String,
+    "_source_file": pl.String,
+    "_source_line": pl.Int64,
+    "_landed_at": UTC_TS,
+    "_bucket": pl.UInt8,  # of contact_id: memberships join the contacts bucket by bucket
+}
 
 
 def stage_file(
@@ -156,8 +189,7 @@ def stage_file(
     reject_parts: list[Path] = []
     record_parts: list[Path] = []
     drift: set[str] = set()
-    parser = JsonParser(feed)
-    validator = Validator(feed)
+    tools = _BatchTools(feed)
     rows_read = valid_count = rows_rejected = 0
     first_error: str | None = None
     try:
@@ -166,29 +198,40 @@ def stage_file(
             row["format"] = fmt.label
             with store.open(file) as raw:
                 reader = DecodedReader(raw, fmt, settings, file.path)
+                # Batches are read here and parsed/validated by two threads (polars
+                # and DuckDB release the GIL); results are written in batch order,
+                # with at most PARSE_THREADS + 1 batches in memory.
+                pending: deque[Future] = deque()
+
+                def write_result(done: Future) -> None:
+                    nonlocal valid_count, rows_rejected, first_error
+                    result = done.result()
+                    if result.rejects.height:
+                        first_error = first_error or _first_error(result.rejects)
+                        rows_rejected += result.rejects.height
+                        reject_parts.append(_write_part(_reject_rows(result.rejects, file, spec), work, "rejects", len(reject_parts)))
+                    if result.records.height:
+                        valid_count += result.records.height
+                        drift.update(result.drift)
+                        record_parts.append(_write_part(result.records, work, "records", len(record_parts), table_schema_batch(spec)))
+                        if result.memberships is not None:
+                            membership_parts.append(
+                                _write_part(result.memberships, work, "memberships", len(membership_parts), MEMBERSHIP_SCHEMA)
+                            )
+
                 try:
-                    for lines in iter_records(reader, fmt, settings, file.path, feed):
-                        faults.point(f"parsed a batch of {file.path}")
-                        rows_read += lines.height
-                        valid, rejects = validator.validate(parser.parse(lines), file.landed_at)
-                        if rejects.height:
-                            rejects = rejects.sort("line")
-                            first_error = first_error or _first_error(rejects)
-                            rows_rejected += rejects.height
-                            reject_parts.append(_write_part(_reject_rows(rejects, file, spec), work, "rejects", len(reject_parts)))
-                        if valid.height:
-                            valid_count += valid.height
-                            if feed.reports_drift:
-                                drift.update(valid["drift"].explode().drop_nulls().unique().to_list())
-                            if feed.derive:
-                                valid = DERIVATIONS[feed.derive](valid)
-                            lineage = {"_source_file": pl.lit(file.path), "_source_line": "line", "_landed_at": "_landed_at"}
-                            out = valid.select(*_output_columns(feed, valid), **lineage).cast(table_schema_batch(spec))
-                            record_parts.append(_write_part(out, work, "records", len(record_parts)))
-                            if feed.memberships:
-                                members = valid.select(contact_id="contact_id__norm", account_id="account_id__norm", **lineage)
-                                membership_parts.append(_write_part(members, work, "memberships", len(membership_parts)))
+                    with ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="parse") as pool:
+                        for lines in iter_records(reader, fmt, settings, file.path, feed):
+                            faults.point(f"parsed a batch of {file.path}")
+                            rows_read += lines.height
+                            pending.append(pool.submit(tools.process, lines, file))
+                            while len(pending) > PARSE_THREADS or (pending and pending[0].done()):
+                                write_result(pending.popleft())
+                        while pending:
+                            write_result(pending.popleft())
                 finally:
+                    for f in pending:
+                        f.cancel()
                     row["sha256"] = reader.sha256()
             if rows_read == 0:
                 raise FileRejected("empty_file", f"{file.path}: file has no records")
@@ -204,17 +247,14 @@ def stage_file(
             first_error = _first_error(whole)
             reject_parts = [_write_part(_reject_rows(whole, file, spec), work, "rejects", 0)]
         records_path = work / "records.parquet"
-        records = (
-            pl.scan_parquet(record_parts) if record_parts else pl.LazyFrame(schema=table_schema_batch(spec))
-        )
-        if spec.kind == "event":
-            records = merge.dedupe_within_file(records, spec.keys)
-        records.sink_parquet(records_path, compression="zstd")
-        rows_loaded = pl.scan_parquet(records_path).select(pl.len()).collect().item()
+        # One bucket at a time: the within-file dedupe of a large file never holds
+        # more than one bucket of its records.
+        dedupe = (lambda lf: merge.dedupe_within_file(lf, spec.keys)) if spec.kind == "event" else None
+        rows_loaded = _write_by_bucket(record_parts, records_path, table_schema_batch(spec), spec.keys, dedupe, atomic=False)
         if spec.kind == "entity":
-            parser.write_property_cells(records_path, work / "cells.parquet", spec.keys)
+            tools.parser().write_property_cells(records_path, work / "cells.parquet", spec.keys)
         if membership_parts:
-            pl.scan_parquet(membership_parts).sink_parquet(work / "memberships.parquet", compression="zstd")
+            _write_by_bucket(membership_parts, work / "memberships.parquet", MEMBERSHIP_SCHEMA, "contact_id", atomic=False)
         rejects = pl.scan_parquet(reject_parts) if reject_parts else pl.LazyFrame(schema=REJECTED_SCHEMA)
         rejects.sink_parquet(work / "rejects.parquet", compression="zstd")
         for part in record_parts + reject_parts + membership_parts:
@@ -241,7 +281,7 @@ def stage_file(
     else:
         raise_later = None
     finally:
-        parser.close()
+        tools.close()
     if raise_later is not None and (kept := StagedFile.load(final)) is not None and kept.row["status"] != "failed":
         # A reprocess that broke (e.g. the store is unreachable) keeps the file's
         # previous result: its loaded rows stay in the tables, the run fails.
@@ -251,6 +291,60 @@ def stage_file(
     (work / "ledger.json").write_text(json.dumps(row, default=str))
     _publish(work, final)
     return StagedFile(final, row, error=raise_later)
+
+
+PARSE_THREADS = 2
+
+
+@dataclass
+class BatchResult:
+    records: pl.DataFrame  # the stream's batch columns and `_bucket`
+    rejects: pl.DataFrame  # REJECT_SCHEMA rows, by line
+    drift: list[str]
+    memberships: pl.DataFrame | None
+
+
+class _BatchTools:
+    """Per-thread parsers and validators of one feed (a DuckDB connection is
+    used by one thread at a time)."""
+
+    def __init__(self, feed: FeedSpec):
+        self.feed = feed
+        self._local = threading.local()
+        self._parsers: list[JsonParser] = []
+        self._lock = threading.Lock()
+
+    def parser(self) -> JsonParser:
+        if getattr(self._local, "parser", None) is None:
+            self._local.parser = JsonParser(self.feed)
+            self._local.validator = Validator(self.feed)
+            with self._lock:
+                self._parsers.append(self._local.parser)
+        return self._local.parser
+
+    def process(self, lines: pl.DataFrame, file: LandedFile) -> BatchResult:
+        """Parse, validate, derive and shape one batch of raw records."""
+        feed, spec = self.feed, self.feed.stream
+        parsed = self.parser().parse(lines)
+        valid, rejects = self._local.validator.validate(parsed, file.landed_at)
+        drift: list[str] = []
+        records, members = pl.DataFrame(schema=table_schema_batch(spec)), None
+        if valid.height:
+            if feed.reports_drift:
+                drift = valid["drift"].explode().drop_nulls().unique().to_list()
+            if feed.derive:
+                valid = DERIVATIONS[feed.derive](valid)
+            lineage = {"_source_file": pl.lit(file.path), "_source_line": "line", "_landed_at": "_landed_at"}
+            records = valid.select(*_output_columns(feed, valid), **lineage).with_columns(merge.bucket(spec.keys))
+            if feed.memberships:
+                members = valid.select(contact_id="contact_id__norm", account_id="account_id__norm", **lineage).with_columns(
+                    merge.bucket("contact_id")
+                )
+        return BatchResult(records, rejects.sort("line") if rejects.height else rejects, drift, members)
+
+    def close(self) -> None:
+        for parser in self._parsers:
+            parser.close()
 
 
 def _publish(work: Path, final: Path) -> None:
@@ -274,7 +368,15 @@ def _publish(work: Path, final: Path) -> None:
         shutil.rmtree(old)
 
 
-CELL_SCHEMA = {"_landed_at": UTC_TS, "_source_file": pl.String, "_source_line": pl.Int64, "prop": pl.String, "value": pl.String, "_pos": pl.Int64}
+CELL_SCHEMA = {
+    "_landed_at": UTC_TS,
+    "_source_file": pl.String,
+    "_source_line": pl.Int64,
+    "prop": pl.String,
+    "value": pl.String,
+    "_pos": pl.Int64,
+    "_bucket": pl.UInt8,
+}
 
 
 def _reject_rows(rejects: pl.DataFrame, file: LandedFile, spec: StreamSpec) -> pl.DataFrame:
@@ -290,18 +392,47 @@ def _reject_rows(rejects: pl.DataFrame, file: LandedFile, spec: StreamSpec) -> p
     ).cast(REJECTED_SCHEMA)
 
 
-def _write_part(frame: pl.DataFrame, work: Path, kind: str, n: int) -> Path:
+def _write_part(frame: pl.DataFrame, work: Path, kind: str, n: int, bucketed: dict | None = None) -> Path:
+    """A staging part; with a `bucketed` schema, sorted by `_bucket` with one row
+    group per bucket, so reading one bucket of all parts skips the rest."""
     path = work / f"{kind}-{n:05d}.parquet"
-    frame.write_parquet(path)
+    if bucketed is None:
+        frame.write_parquet(path)
+    else:
+        write_bucket_sorted(frame.sort("_bucket", maintain_order=True), path, bucketed, compression="lz4")
     faults.point(f"wrote staging part {path.name}")
     return path
 
 
+def _write_by_bucket(
+    parts: list[Path] | list[str],
+    path: Path,
+    schema: dict,
+    key: str | tuple[str, ...],
+    transform: Callable[[pl.LazyFrame], pl.LazyFrame] | None = None,
+    atomic: bool = True,
+) -> int:
+    """Concatenates bucketed Parquet files into one, a bucket at a time (each
+    bucket's rows in the order of `parts`), optionally transformed per bucket;
+    returns the rows written."""
+    files = [str(p) for p in parts if os.path.exists(p)]
+    bucket_of = merge.bucket(key)
+
+    def buckets():
+        for b in range(merge.BUCKETS):
+            rows = scan_bucket(files, schema, b, bucket_of)
+            yield (transform(rows) if transform else rows).collect()
+
+    return (write_buckets if atomic else write_row_groups)(buckets() if files else [], path, schema)
+
+
 def table_schema_batch(spec: StreamSpec) -> dict[str, pl.DataType]:
+    """Columns of a staged or committed batch: the table's, without the merge
+    timestamps, plus the record's hash bucket."""
     schema = table_schema(spec)
     schema.pop("first_seen_at", None)
     schema.pop("updated_at", None)
-    return schema
+    return {**schema, "_bucket": pl.UInt8}
 
 
 def list_day_files(store: LandingStore, stream: str, day: date) -> list[LandedFile]:
@@ -426,11 +557,11 @@ def _ingest_partition(
             rows.append(row)
         batch_dir = warehouse.batch_dir(stream, day.isoformat())
         kept = [s for s, r in zip(ordered, rows) if r["status"] != "skipped_duplicate"]
-        _write_concat([s.records for s in loaded], batch_dir / "records.parquet", table_schema_batch(spec))
+        _write_by_bucket([s.records for s in loaded], batch_dir / "records.parquet", table_schema_batch(spec), spec.keys)
         if spec.kind == "entity":
-            _write_concat([s.cells for s in loaded], batch_dir / "cells.parquet", CELL_SCHEMA | dict.fromkeys(spec.keys, pl.String))
+            _write_by_bucket([s.cells for s in loaded], batch_dir / "cells.parquet", cell_schema(spec), spec.keys)
         if has_memberships(stream):
-            _write_concat([s.memberships for s in loaded], batch_dir / "memberships.parquet", MEMBERSHIP_SCHEMA)
+            _write_by_bucket([s.memberships for s in loaded], batch_dir / "memberships.parquet", MEMBERSHIP_SCHEMA, "contact_id")
         _write_concat(
             [s.rejects for s in kept], warehouse.segment_path("rejected_records", stream, day.isoformat()), REJECTED_SCHEMA
         )
@@ -444,6 +575,10 @@ def _folder(path: str) -> str:
 
 def _write_concat(parts: list[Path], path: Path, schema: dict) -> None:
     write_parquet(scan_all([str(p) for p in parts if p.exists()], schema), path)
+
+
+def cell_schema(spec: StreamSpec) -> dict:
+    return dict.fromkeys(spec.keys, pl.String) | CELL_SCHEMA
 
 
 @dataclass
@@ -504,42 +639,52 @@ def uncommitted_days(settings: Settings) -> list[tuple[str, date]]:
 
 
 def build_table(settings: Settings, stream: str, log: Log = lambda msg: None) -> TableSummary:
-    """Rebuild a current-state table from every committed day batch of its stream."""
+    """Rebuild a current-state table from every committed day batch of its stream,
+    one hash bucket at a time: every version of a key is in the same bucket, so
+    memory holds one bucket of the stream, not the whole stream."""
     warehouse = Warehouse(settings.warehouse_dir)
     warehouse.ensure_layout()
     spec = STREAMS[stream]
     schema = table_schema(spec)
     path = warehouse.table_path(spec.table)
+    key_bucket = merge.bucket(spec.keys)
+    not_null = pl.all_horizontal(pl.col(k).is_not_null() for k in spec.keys)
+    counts = {"rows": 0, "distinct": 0}
+
+    def buckets(record_files: list[str], cell_files: list[str], membership_files: list[str]):
+        for b in range(merge.BUCKETS):
+            records = scan_bucket(record_files, table_schema_batch(spec), b, key_bucket)
+            if spec.kind == "event":
+                table = merge.current_events(records, spec.keys)
+            else:
+                table = merge.current_entities(records, scan_bucket(cell_files, cell_schema(spec), b, key_bucket), spec.keys)
+            if membership_files:
+                current = merge.current_memberships(scan_bucket(membership_files, MEMBERSHIP_SCHEMA, b, merge.bucket("contact_id")))
+                table = table.drop("account_id").join(current, on="contact_id", how="left").sort(spec.keys)
+            frame = table.select(list(schema)).cast(schema).collect()
+            keys = frame.select(spec.keys).filter(not_null)
+            # A key outside its bucket (stored buckets from another hash) could
+            # also be in another bucket's rows: counted as a duplicate.
+            misplaced = keys.select((key_bucket != b).sum()).item()
+            counts["rows"] += frame.height
+            counts["distinct"] += keys.n_unique() - misplaced
+            yield frame
+
     with warehouse.lock(log):
         warehouse.remove_stale_temps()
         record_files = sorted(glob.glob(warehouse.batch_glob(stream, "records.parquet")))
-        if not record_files:
-            table = pl.LazyFrame(schema=schema)
-        elif spec.kind == "event":
-            table = merge.current_events(scan_all(record_files, table_schema_batch(spec)), spec.keys)
-        else:
-            cells = scan_all(sorted(glob.glob(warehouse.batch_glob(stream, "cells.parquet"))), CELL_SCHEMA | dict.fromkeys(spec.keys, pl.String))
-            table = merge.current_entities(scan_all(record_files, table_schema_batch(spec)), cells, spec.keys)
+        cell_files = sorted(glob.glob(warehouse.batch_glob(stream, "cells.parquet"))) if spec.kind == "entity" else []
+        membership_files = []
         if "account_id" in spec.extra_columns:
-            memberships = sorted(
-                path for source in STREAMS if has_memberships(source)
-                for path in glob.glob(warehouse.batch_glob(source, "memberships.parquet"))
+            membership_files = sorted(
+                p for source in STREAMS if has_memberships(source) for p in glob.glob(warehouse.batch_glob(source, "memberships.parquet"))
             )
-            if memberships:
-                current = merge.current_memberships(scan_all(memberships, MEMBERSHIP_SCHEMA))
-                table = table.drop("account_id").join(current, on="contact_id", how="left").sort(spec.keys)
-        write_parquet(table.select(list(schema)).cast(schema), path)
-    keys = pl.struct(spec.keys) if len(spec.keys) > 1 else pl.col(spec.keys[0])
-    stats = (
-        pl.scan_parquet(path)
-        .select(rows=pl.len(), keys=keys.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in spec.keys)).n_unique())
-        .collect()
-    )
+        write_buckets(buckets(record_files, cell_files, membership_files) if record_files else [], path, schema)
     return TableSummary(
         table=spec.table,
         path=path,
-        rows=stats["rows"].item(),
-        distinct_keys=stats["keys"].item(),
+        rows=counts["rows"],
+        distinct_keys=counts["distinct"],
         schema=schema,
         preview=pl.read_parquet(path, n_rows=10),
     )

@@ -11,15 +11,18 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import duckdb
+import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from . import faults
 from .streams import STREAMS, StreamSpec
 
 UTC_TS = pl.Datetime("us", "UTC")
+ROW_GROUP_ROWS = 256_000
 LINEAGE = {"_source_file": pl.String, "_source_line": pl.Int64, "_landed_at": UTC_TS}
 
 LEDGER_SCHEMA = {
@@ -124,12 +127,63 @@ def write_parquet(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
     faults.point(f"writing temp of {_label(path)}")
     try:
         if isinstance(frame, pl.LazyFrame):
-            frame.sink_parquet(tmp, compression="zstd", row_group_size=256_000)
+            frame.sink_parquet(tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
         else:
-            frame.write_parquet(tmp, compression="zstd", row_group_size=256_000, statistics=True)
+            frame.write_parquet(tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, statistics=True)
         commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_row_groups(frames: Iterable[pl.DataFrame], path: Path, schema: dict) -> int:
+    """One Parquet file from frames written in turn, each as its own row group(s)
+    (for bucketed files: one bucket's rows, so a reader of one bucket skips the
+    others by their `_bucket` statistics). Only one frame is in memory at a time.
+    Returns the rows written."""
+    rows = 0
+    with pq.ParquetWriter(path, pl.DataFrame(schema=schema).to_arrow().schema, compression="zstd") as writer:
+        for frame in frames:
+            if frame.height:
+                writer.write_table(frame.select(list(schema)).cast(schema).to_arrow(), row_group_size=ROW_GROUP_ROWS)
+                rows += frame.height
+    return rows
+
+
+def write_bucket_sorted(frame: pl.DataFrame, path: Path, schema: dict, compression: str = "zstd") -> None:
+    """A frame sorted by `_bucket` written with one row group per bucket (lz4 is
+    for short-lived files: faster to write, larger)."""
+    table = frame.select(list(schema)).cast(schema).to_arrow()
+    ends = np.flatnonzero(np.diff(frame["_bucket"].to_numpy())) + 1
+    bounds = [0, *ends.tolist(), frame.height]
+    with pq.ParquetWriter(path, table.schema, compression=compression) as writer:
+        for start, end in zip(bounds, bounds[1:]):
+            if end > start:
+                writer.write_table(table.slice(start, end - start), row_group_size=ROW_GROUP_ROWS)
+
+
+def write_buckets(frames: Iterable[pl.DataFrame], path: Path, schema: dict) -> int:
+    """write_row_groups, atomic like write_parquet."""
+    tmp = atomic_path(path)
+    faults.point(f"writing temp of {_label(path)}")
+    try:
+        rows = write_row_groups(frames, tmp, schema)
+        commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return rows
+
+
+def scan_bucket(files: list[str], schema: dict, bucket: int, bucket_of: pl.Expr) -> pl.LazyFrame:
+    """The rows of one hash bucket of Parquet files holding a `_bucket` column
+    (row groups of other buckets are skipped by their statistics). A file written
+    before buckets existed has no `_bucket`: its rows' bucket is computed with
+    `bucket_of`. Columns missing from a file are null, as in scan_all."""
+    if not files:
+        return pl.LazyFrame(schema=schema)
+    scan = pl.scan_parquet(files, schema=schema, missing_columns="insert", extra_columns="ignore", glob=False)
+    return scan.filter((pl.col("_bucket") == bucket) | (pl.col("_bucket").is_null() & (bucket_of == bucket))).with_columns(
+        _bucket=pl.lit(bucket, pl.UInt8)
+    )
 
 
 class LockTimeout(RuntimeError):

@@ -10,6 +10,8 @@ import polars as pl
 import pytest
 
 from ingestion_pipeline import merge
+from ingestion_pipeline.pipeline import cell_schema
+from ingestion_pipeline.streams import STREAMS
 
 UTC_TS = pl.Datetime("us", "UTC")
 
@@ -154,15 +156,7 @@ RECORD_SCHEMA = {
     "_source_file": pl.String,
     "_source_line": pl.Int64,
 }
-CELL_SCHEMA = {
-    "contact_id": pl.String,
-    "_landed_at": UTC_TS,
-    "_source_file": pl.String,
-    "_source_line": pl.Int64,
-    "prop": pl.String,
-    "value": pl.String,
-    "_pos": pl.Int64,
-}
+CELL_SCHEMA = {k: v for k, v in cell_schema(STREAMS["contact"]).items() if k != "_bucket"}
 
 # Each version of a contact: (contact_id, email, properties object, landed_at, file, line)
 VERSIONS = [
