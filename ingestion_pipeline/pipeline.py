@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Callable
 
 import duckdb
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from . import erasure, faults, merge
 from . import normalise as norm
@@ -36,11 +38,11 @@ from .warehouse import (
     REJECTED_SCHEMA,
     UTC_TS,
     Warehouse,
+    copy_file,
     fsync_dir,
     scan_all,
     scan_bucket,
     table_schema,
-    write_bucket_sorted,
     write_buckets,
     write_parquet,
     write_row_groups,
@@ -181,13 +183,13 @@ def stage_file(
     feed = feed_for_path(file.path)
     assert feed is not None, file.path
     spec = feed.stream
-    membership_parts: list[Path] = []
     final = warehouse.staging_dir(spec.name, file.landing_date.isoformat()) / file.file_id
     work = final.with_name(f".{file.file_id}.{uuid.uuid4().hex}.tmp")
+    membership_parts = BucketedParts(work, "memberships", MEMBERSHIP_SCHEMA)
     work.mkdir(parents=True)
     row = _ledger_row(file, spec.name, "unknown", run_id)
     reject_parts: list[Path] = []
-    record_parts: list[Path] = []
+    record_parts = BucketedParts(work, "records", table_schema_batch(spec))
     drift: set[str] = set()
     tools = _BatchTools(feed)
     rows_read = valid_count = rows_rejected = 0
@@ -213,11 +215,9 @@ def stage_file(
                     if result.records.height:
                         valid_count += result.records.height
                         drift.update(result.drift)
-                        record_parts.append(_write_part(result.records, work, "records", len(record_parts), table_schema_batch(spec)))
+                        record_parts.write(result.records)
                         if result.memberships is not None:
-                            membership_parts.append(
-                                _write_part(result.memberships, work, "memberships", len(membership_parts), MEMBERSHIP_SCHEMA)
-                            )
+                            membership_parts.write(result.memberships)
 
                 try:
                     with ThreadPoolExecutor(PARSE_THREADS, thread_name_prefix="parse") as pool:
@@ -236,10 +236,11 @@ def stage_file(
             if rows_read == 0:
                 raise FileRejected("empty_file", f"{file.path}: file has no records")
         except FileRejected as exc:
-            for part in record_parts + reject_parts + membership_parts:
+            for part in [*record_parts.paths, *reject_parts, *membership_parts.paths]:
                 part.unlink()
             rows_read = valid_count = rows_rejected = 0
-            record_parts, membership_parts = [], []
+            record_parts.clear()
+            membership_parts.clear()
             whole = pl.DataFrame(
                 {"line": [None], "field": [None], "rule": [exc.rule], "message": [exc.message], "raw": [None]},
                 schema=REJECT_SCHEMA,
@@ -250,14 +251,14 @@ def stage_file(
         # One bucket at a time: the within-file dedupe of a large file never holds
         # more than one bucket of its records.
         dedupe = (lambda lf: merge.dedupe_within_file(lf, spec.keys)) if spec.kind == "event" else None
-        rows_loaded = _write_by_bucket(record_parts, records_path, table_schema_batch(spec), spec.keys, dedupe, atomic=False)
+        rows_loaded = record_parts.combine(records_path, dedupe)
         if spec.kind == "entity":
             tools.parser().write_property_cells(records_path, work / "cells.parquet", spec.keys)
-        if membership_parts:
-            _write_by_bucket(membership_parts, work / "memberships.parquet", MEMBERSHIP_SCHEMA, "contact_id", atomic=False)
+        if membership_parts.paths:
+            membership_parts.combine(work / "memberships.parquet")
         rejects = pl.scan_parquet(reject_parts) if reject_parts else pl.LazyFrame(schema=REJECTED_SCHEMA)
         rejects.sink_parquet(work / "rejects.parquet", compression="zstd")
-        for part in record_parts + reject_parts + membership_parts:
+        for part in [*record_parts.paths, *reject_parts, *membership_parts.paths]:
             part.unlink()
         row.update(
             rows_read=rows_read,
@@ -392,16 +393,63 @@ def _reject_rows(rejects: pl.DataFrame, file: LandedFile, spec: StreamSpec) -> p
     ).cast(REJECTED_SCHEMA)
 
 
-def _write_part(frame: pl.DataFrame, work: Path, kind: str, n: int, bucketed: dict | None = None) -> Path:
-    """A staging part; with a `bucketed` schema, sorted by `_bucket` with one row
-    group per bucket, so reading one bucket of all parts skips the rest."""
+def _write_part(frame: pl.DataFrame, work: Path, kind: str, n: int) -> Path:
     path = work / f"{kind}-{n:05d}.parquet"
-    if bucketed is None:
-        frame.write_parquet(path)
-    else:
-        write_bucket_sorted(frame.sort("_bucket", maintain_order=True), path, bucketed, compression="lz4")
+    frame.write_parquet(path)
     faults.point(f"wrote staging part {path.name}")
     return path
+
+
+class BucketedParts:
+    """The staging parts of one file's records (or memberships), batch by batch:
+    Arrow IPC files (lz4) holding one record batch per hash bucket, read back one
+    bucket at a time through memory maps, so combining them holds one bucket."""
+
+    def __init__(self, work: Path, kind: str, schema: dict):
+        self.work, self.kind, self.schema = work, kind, schema
+        self.arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+        self.paths: list[Path] = []
+        self.index: list[dict[int, int]] = []  # per part: bucket -> record batch
+
+    def clear(self) -> None:
+        self.paths, self.index = [], []
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if frame.is_empty():
+            return
+        frame = frame.select(list(self.schema)).cast(self.schema).sort("_bucket", maintain_order=True)
+        table = frame.to_arrow().cast(self.arrow_schema)
+        buckets = frame["_bucket"].to_numpy()
+        starts = [0, *(np.flatnonzero(np.diff(buckets)) + 1).tolist()]
+        path = self.work / f"{self.kind}-{len(self.paths):05d}.arrow"
+        options = pa.ipc.IpcWriteOptions(compression="lz4")
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, self.arrow_schema, options=options) as writer:
+            for start, end in zip(starts, [*starts[1:], frame.height]):
+                writer.write_batch(table.slice(start, end - start).combine_chunks().to_batches()[0])
+        self.paths.append(path)
+        self.index.append({int(buckets[start]): i for i, start in enumerate(starts)})
+        faults.point(f"wrote staging part {path.name}")
+
+    def bucket(self, b: int) -> pl.DataFrame:
+        batches = []
+        for path, index in zip(self.paths, self.index):
+            if b in index:
+                with pa.memory_map(str(path)) as source:
+                    batches.append(pa.ipc.open_file(source).get_batch(index[b]))
+        if not batches:
+            return pl.DataFrame(schema=self.schema)
+        return pl.from_arrow(pa.Table.from_batches(batches, self.arrow_schema)).cast(self.schema)
+
+    def combine(self, path: Path, transform: Callable[[pl.LazyFrame], pl.LazyFrame] | None = None) -> int:
+        """Every part in one Parquet file, a bucket at a time (in part order within
+        a bucket), optionally transformed per bucket; returns the rows written."""
+
+        def buckets():
+            for b in range(merge.BUCKETS):
+                rows = self.bucket(b).lazy()
+                yield (transform(rows) if transform else rows).collect()
+
+        return write_row_groups(buckets(), path, self.schema)
 
 
 def _write_by_bucket(
@@ -416,6 +464,10 @@ def _write_by_bucket(
     bucket's rows in the order of `parts`), optionally transformed per bucket;
     returns the rows written."""
     files = [str(p) for p in parts if os.path.exists(p)]
+    if atomic and transform is None and len(files) == 1 and list(pl.read_parquet_schema(files[0])) == list(schema):
+        # One staged file is already in bucket order: the batch is a copy of it.
+        copy_file(Path(files[0]), path)
+        return pl.scan_parquet(path).select(pl.len()).collect().item()
     bucket_of = merge.bucket(key)
 
     def buckets():

@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import glob
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import duckdb
-import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -135,6 +135,17 @@ def write_parquet(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def copy_file(source: Path, path: Path) -> None:
+    """An atomic copy (temp file, then rename), like write_parquet."""
+    tmp = atomic_path(path)
+    faults.point(f"writing temp of {_label(path)}")
+    try:
+        shutil.copyfile(source, tmp)
+        commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_row_groups(frames: Iterable[pl.DataFrame], path: Path, schema: dict) -> int:
     """One Parquet file from frames written in turn, each as its own row group(s)
     (for bucketed files: one bucket's rows, so a reader of one bucket skips the
@@ -147,18 +158,6 @@ def write_row_groups(frames: Iterable[pl.DataFrame], path: Path, schema: dict) -
                 writer.write_table(frame.select(list(schema)).cast(schema).to_arrow(), row_group_size=ROW_GROUP_ROWS)
                 rows += frame.height
     return rows
-
-
-def write_bucket_sorted(frame: pl.DataFrame, path: Path, schema: dict, compression: str = "zstd") -> None:
-    """A frame sorted by `_bucket` written with one row group per bucket (lz4 is
-    for short-lived files: faster to write, larger)."""
-    table = frame.select(list(schema)).cast(schema).to_arrow()
-    ends = np.flatnonzero(np.diff(frame["_bucket"].to_numpy())) + 1
-    bounds = [0, *ends.tolist(), frame.height]
-    with pq.ParquetWriter(path, table.schema, compression=compression) as writer:
-        for start, end in zip(bounds, bounds[1:]):
-            if end > start:
-                writer.write_table(table.slice(start, end - start), row_group_size=ROW_GROUP_ROWS)
 
 
 def write_buckets(frames: Iterable[pl.DataFrame], path: Path, schema: dict) -> int:
