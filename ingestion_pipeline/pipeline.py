@@ -452,30 +452,16 @@ class BucketedParts:
         return write_row_groups(buckets(), path, self.schema)
 
 
-def _write_by_bucket(
-    parts: list[Path] | list[str],
-    path: Path,
-    schema: dict,
-    key: str | tuple[str, ...],
-    transform: Callable[[pl.LazyFrame], pl.LazyFrame] | None = None,
-    atomic: bool = True,
-) -> int:
-    """Concatenates bucketed Parquet files into one, a bucket at a time (each
-    bucket's rows in the order of `parts`), optionally transformed per bucket;
-    returns the rows written."""
-    files = [str(p) for p in parts if os.path.exists(p)]
-    if atomic and transform is None and len(files) == 1 and list(pl.read_parquet_schema(files[0])) == list(schema):
+def _write_by_bucket(parts: list[Path], path: Path, schema: dict, key: str | tuple[str, ...]) -> None:
+    """A day's batch: its staged files concatenated a bucket at a time (each
+    bucket's rows in the order of `parts`), written atomically."""
+    files = [str(p) for p in parts if p.exists()]
+    if len(files) == 1 and list(pl.read_parquet_schema(files[0])) == list(schema):
         # One staged file is already in bucket order: the batch is a copy of it.
         copy_file(Path(files[0]), path)
-        return pl.scan_parquet(path).select(pl.len()).collect().item()
+        return
     bucket_of = merge.bucket(key)
-
-    def buckets():
-        for b in range(merge.BUCKETS):
-            rows = scan_bucket(files, schema, b, bucket_of)
-            yield (transform(rows) if transform else rows).collect()
-
-    return (write_buckets if atomic else write_row_groups)(buckets() if files else [], path, schema)
+    write_buckets((scan_bucket(files, schema, b, bucket_of).collect() for b in range(merge.BUCKETS)) if files else [], path, schema)
 
 
 def table_schema_batch(spec: StreamSpec) -> dict[str, pl.DataType]:
