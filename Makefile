@@ -9,7 +9,7 @@ export INGEST_LANDING_URL ?= data/landing
 export INGEST_WAREHOUSE_DIR ?= data/warehouse
 SQL ?= select status, count(*) as files, sum(rows_loaded) as rows_loaded, sum(rows_rejected) as rows_rejected from ingested_files group by status order by status
 
-.PHONY: venv landing home run run-s3 s3 serve test ingest query bench clean
+.PHONY: venv landing home run run-s3 s3 serve test ingest query bench bench-latency bench-tick clean
 
 venv: $(STAMP)
 
@@ -58,6 +58,16 @@ query: venv
 # Benchmark (not a test): BENCH_EVENTS="1000000 10000000" BENCH_REPS=3 by default; see bench/run.py.
 bench: venv
 	$(BIN)/python bench/run.py
+
+# Landing -> queryable seconds under `make run` (starts its own dagster dev on a free port,
+# temp DAGSTER_HOME/landing/warehouse); e.g. LATENCY_ARGS="--files 20 --burst 5". See bench/latency.py.
+bench-latency: venv
+	$(BIN)/python bench/latency.py $(LATENCY_ARGS)
+
+# One landing_sensor tick on a local folder: 100k files in the ledger + 1k new (BENCH_LOCAL_FILES,
+# BENCH_LOCAL_NEW, BENCH_REPS). See bench/local_sensor_tick.py; bench/s3_sensor_tick.py is the S3 one.
+bench-tick: venv
+	$(BIN)/python bench/local_sensor_tick.py
 
 clean:
 	rm -rf $(INGEST_WAREHOUSE_DIR) $(DAGSTER_HOME) data/warehouse-s3 $(DAGSTER_HOME_S3) .seaweedfs
