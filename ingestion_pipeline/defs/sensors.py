@@ -99,9 +99,9 @@ def settled_groups(
 @dg.sensor(
     name="landing_sensor",
     jobs=[ingest_job, tables_job],
-    # The daemon evaluates sensors in a 5 s loop, so 5 means every loop. A file is
-    # settled on the first tick that sees it unchanged for settle_seconds (5 s), so a new
-    # file is requested 5-10 s after it lands (10-20 s with 10 here; bench/latency.py).
+    # The daemon evaluates sensors in a 5 s loop, so 5 means every loop. A file is taken
+    # once it is settle_seconds (5 s) old or unchanged since the previous tick, so it is
+    # requested 5-10 s after it lands (5-20 s with 10 here; docs/PERFORMANCE.md).
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests one ingest run per landing day for settled files the ledger has not recorded.",
