@@ -60,9 +60,7 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,14 +68,13 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ingestion_pipeline.devtools.dagster_dev import LOCATION, DagsterDev, GraphQL, processes_with_env  # noqa: E402
 from ingestion_pipeline.warehouse import Warehouse  # noqa: E402
 
-LOCATION = "ingestion_pipeline"
 REPO = {"repositoryName": "__repository__", "repositoryLocationName": LOCATION}
 SENSOR = {**REPO, "sensorName": "landing_sensor"}
 FOLDER = "contact_event/latency"
@@ -100,116 +97,6 @@ query($sel: SensorSelector!, $after: Float!) { sensorOrError(sensorSelector: $se
 RUNS_SINCE = """
 query($after: Float!) { runsOrError(filter: {createdAfter: $after}) { ... on Runs {
   results { runId pipelineName status creationTime tags { key value } } } } }"""
-
-
-# --- dagster dev, as `make run` starts it (the approach of test_operator_ui.py) ---
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def processes_with_env(name: str, value: str) -> list[int]:
-    """Pids of live processes whose environment has name=value (ours: the temp DAGSTER_HOME)."""
-    needle = f"{name}={value}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if needle in (proc / "environ").read_bytes().split(b"\0"):
-                found.append(int(proc.name))
-        except OSError:
-            pass
-    return found
-
-
-class GraphQL:
-    def __init__(self, url: str):
-        url = url.rstrip("/")
-        self.url = url if url.endswith("/graphql") else url + "/graphql"
-
-    def __call__(self, query: str, **variables) -> dict:
-        response = requests.post(self.url, json={"query": query, "variables": variables}, timeout=60)
-        response.raise_for_status()
-        body = response.json()
-        if body.get("errors"):
-            raise RuntimeError(f"GraphQL errors: {body['errors']}")
-        return body["data"]
-
-
-class DagsterDev:
-    """`dagster dev -w workspace.yaml` in its own process group (session)."""
-
-    def __init__(self, home: Path, env: dict[str, str], log_path: Path):
-        home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # the Makefile's `home` target
-        self.home = home
-        self.port = free_port()
-        self.gql = GraphQL(f"http://127.0.0.1:{self.port}")
-        self.log_path = log_path
-        dagster = Path(sys.executable).with_name("dagster")
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
-                cwd=ROOT,
-                env={**os.environ, **env, "DAGSTER_HOME": str(home)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def wait_for_code_location(self, timeout: float = 180) -> None:
-        query = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
-                     locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"dagster dev exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                entries = self.gql(query)["workspaceOrError"]["locationEntries"]
-            except (requests.RequestException, RuntimeError, KeyError):
-                entries = []
-            entry = next((e for e in entries if e["name"] == LOCATION), None)
-            if entry and entry["loadStatus"] == "LOADED":
-                loaded = entry["locationOrLoadError"]
-                if loaded["__typename"] != "RepositoryLocation":
-                    raise RuntimeError(f"code location failed to load: {loaded}")
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"code location not loaded within {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.5)
-
-    def stop(self) -> list[int]:
-        """SIGINT to the group (dagster dev shuts its children down), then SIGTERM,
-        then SIGKILL; then kills by pid whatever still carries our DAGSTER_HOME.
-        Returns the pids that had to be killed that way."""
-        for sig, grace in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                continue
-            deadline = time.monotonic() + grace
-            while processes_with_env("DAGSTER_HOME", str(self.home)) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if not processes_with_env("DAGSTER_HOME", str(self.home)):
-                break
-        stray = processes_with_env("DAGSTER_HOME", str(self.home))
-        for pid in stray:  # e.g. a run worker that left the group; ours by its environment
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return stray
 
 
 def ensure_sensor_running(gql: GraphQL) -> tuple[int, str]:

@@ -18,26 +18,19 @@ file within its time budget on a 2-core machine.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import requests
 
 from ingestion_pipeline.devtools import seaweedfs
+from ingestion_pipeline.devtools.dagster_dev import DagsterDev as BaseDagsterDev
+from ingestion_pipeline.devtools.dagster_dev import LOCATION, processes_with_env
 from ingestion_pipeline.warehouse import Warehouse
 
 from .conftest import contact, event, file_bytes
 
-ROOT = Path(__file__).resolve().parents[1]
-LOCATION = "ingestion_pipeline"
 REPO = {"repositoryName": "__repository__", "repositoryLocationName": LOCATION}
 PREFIX = "ops"
 # The account stream gets an 18 s deadline so that the test sees it go stale; the
@@ -122,76 +115,8 @@ query Check($key: AssetKeyInput!, $name: String!, $limit: Int!) {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def processes_with_env(name: str, value: str) -> list[int]:
-    """Pids of live processes whose environment has name=value (ours: the temp DAGSTER_HOME)."""
-    needle = f"{name}={value}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if needle in (proc / "environ").read_bytes().split(b"\0"):
-                found.append(int(proc.name))
-        except OSError:
-            pass
-    return found
-
-
-class DagsterDev:
-    """`dagster dev` as `make run` starts it, in its own process group."""
-
-    def __init__(self, home: Path, env: dict[str, str], log_path: Path):
-        home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/graphql"
-        self.log_path = log_path
-        self.env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
-        dagster = Path(sys.executable).with_name("dagster")
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def gql(self, query: str, **variables) -> dict:
-        response = requests.post(self.url, json={"query": query, "variables": variables}, timeout=60)
-        response.raise_for_status()
-        body = response.json()
-        assert not body.get("errors"), body["errors"]
-        return body["data"]
-
-    def wait_for_code_location(self, timeout: float = 120) -> None:
-        query = """{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
-                     locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.process.poll() is None, f"dagster dev exited with {self.process.returncode}:\n{self.log_tail()}"
-            try:
-                entries = self.gql(query)["workspaceOrError"]["locationEntries"]
-            except (requests.RequestException, KeyError):
-                entries = []
-            entry = next((e for e in entries if e["name"] == LOCATION), None)
-            if entry and entry["loadStatus"] == "LOADED":
-                loaded = entry["locationOrLoadError"]
-                assert loaded["__typename"] == "RepositoryLocation", loaded
-                return
-            assert time.monotonic() < deadline, f"code location not loaded within {timeout}s:\n{self.log_tail()}"
-            time.sleep(0.5)
+class DagsterDev(BaseDagsterDev):
+    """`dagster dev` as `make run` starts it, plus what the operator does in the UI."""
 
     def stop_instigators(self) -> dict[str, str]:
         """Stops the landing sensor and the schedules as an operator would in the UI."""
@@ -267,25 +192,6 @@ class DagsterDev:
             m["label"]: m.get("text", m.get("floatValue", m.get("timestamp"))) for m in evaluation.get("metadataEntries", [])
         }
         return execution
-
-    def stop(self) -> None:
-        """SIGINT to the whole group (dagster dev shuts its children down), then SIGTERM,
-        then SIGKILL, until no process of this instance is left."""
-        for sig, grace in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                continue
-            # dagster dev is gone; give its children the same grace before escalating.
-            deadline = time.monotonic() + grace
-            while processes_with_env("DAGSTER_HOME", str(self.home)) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if not processes_with_env("DAGSTER_HOME", str(self.home)):
-                return
 
 
 class Operator:
@@ -565,6 +471,6 @@ def test_the_freshness_job_flags_a_stream_past_its_deadline_although_nothing_lan
 def test_stopping_dagster_dev_leaves_no_process_behind(operator):
     home = str(operator.dev.home)
     assert processes_with_env("DAGSTER_HOME", home)  # webserver, daemon, code server
-    operator.dev.stop()
+    assert operator.dev.stop() == []  # nothing had to be killed by pid: dagster dev shut its children down
     assert operator.dev.process.poll() is not None
     assert processes_with_env("DAGSTER_HOME", home) == []
