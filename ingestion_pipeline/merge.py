@@ -20,6 +20,17 @@ BUCKETS = 32
 BUCKET_SEED = 0x1D
 
 
+ROWS_PER_PASS = 300_000
+
+
+def bucket_passes(rows: int) -> list[range]:
+    """Contiguous ranges of buckets, each merged in one pass: about ROWS_PER_PASS
+    rows a pass (bounded memory), and one pass for small inputs (few queries)."""
+    passes = min(BUCKETS, max(1, -(-rows // ROWS_PER_PASS)))
+    bounds = [BUCKETS * i // passes for i in range(passes + 1)]
+    return [range(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+
+
 def bucket(key: str | Sequence[str]) -> pl.Expr:
     """The bucket (0..BUCKETS-1, UInt8) of a key: polars' string hash, which is
     stable within one polars release (pinned in pyproject.toml;

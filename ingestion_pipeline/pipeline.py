@@ -41,7 +41,8 @@ from .warehouse import (
     copy_file,
     fsync_dir,
     scan_all,
-    scan_bucket,
+    parquet_rows,
+    scan_buckets,
     table_schema,
     write_buckets,
     write_parquet,
@@ -410,9 +411,10 @@ class BucketedParts:
         self.arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
         self.paths: list[Path] = []
         self.index: list[dict[int, int]] = []  # per part: bucket -> record batch
+        self.rows = 0
 
     def clear(self) -> None:
-        self.paths, self.index = [], []
+        self.paths, self.index, self.rows = [], [], 0
 
     def write(self, frame: pl.DataFrame) -> None:
         if frame.is_empty():
@@ -427,15 +429,18 @@ class BucketedParts:
             for start, end in zip(starts, [*starts[1:], frame.height]):
                 writer.write_batch(table.slice(start, end - start).combine_chunks().to_batches()[0])
         self.paths.append(path)
+        self.rows += frame.height
         self.index.append({int(buckets[start]): i for i, start in enumerate(starts)})
         faults.point(f"wrote staging part {path.name}")
 
-    def bucket(self, b: int) -> pl.DataFrame:
+    def buckets(self, buckets: range) -> pl.DataFrame:
+        """The rows of a range of buckets, by bucket, in part order within one."""
         batches = []
-        for path, index in zip(self.paths, self.index):
-            if b in index:
-                with pa.memory_map(str(path)) as source:
-                    batches.append(pa.ipc.open_file(source).get_batch(index[b]))
+        for b in buckets:
+            for path, index in zip(self.paths, self.index):
+                if b in index:
+                    with pa.memory_map(str(path)) as source:
+                        batches.append(pa.ipc.open_file(source).get_batch(index[b]))
         if not batches:
             return pl.DataFrame(schema=self.schema)
         return pl.from_arrow(pa.Table.from_batches(batches, self.arrow_schema)).cast(self.schema)
@@ -444,12 +449,12 @@ class BucketedParts:
         """Every part in one Parquet file, a bucket at a time (in part order within
         a bucket), optionally transformed per bucket; returns the rows written."""
 
-        def buckets():
-            for b in range(merge.BUCKETS):
-                rows = self.bucket(b).lazy()
+        def passes():
+            for buckets in merge.bucket_passes(self.rows):
+                rows = self.buckets(buckets).lazy()
                 yield (transform(rows) if transform else rows).collect()
 
-        return write_row_groups(buckets(), path, self.schema)
+        return write_row_groups(passes(), path, self.schema)
 
 
 def _write_by_bucket(parts: list[Path], path: Path, schema: dict, key: str | tuple[str, ...]) -> None:
@@ -461,7 +466,11 @@ def _write_by_bucket(parts: list[Path], path: Path, schema: dict, key: str | tup
         copy_file(Path(files[0]), path)
         return
     bucket_of = merge.bucket(key)
-    write_buckets((scan_bucket(files, schema, b, bucket_of).collect() for b in range(merge.BUCKETS)) if files else [], path, schema)
+    passes = (
+        scan_buckets(files, schema, buckets, bucket_of).sort("_bucket", maintain_order=True).collect()
+        for buckets in merge.bucket_passes(parquet_rows(files))
+    )
+    write_buckets(passes if files else [], path, schema)
 
 
 def table_schema_batch(spec: StreamSpec) -> dict[str, pl.DataType]:
@@ -678,8 +687,8 @@ def uncommitted_days(settings: Settings) -> list[tuple[str, date]]:
 
 def build_table(settings: Settings, stream: str, log: Log = lambda msg: None) -> TableSummary:
     """Rebuild a current-state table from every committed day batch of its stream,
-    one hash bucket at a time: every version of a key is in the same bucket, so
-    memory holds one bucket of the stream, not the whole stream."""
+    a range of hash buckets at a time (merge.bucket_passes): every version of a key
+    is in the same bucket, so memory holds one pass, not the whole stream."""
     warehouse = Warehouse(settings.warehouse_dir)
     warehouse.ensure_layout()
     spec = STREAMS[stream]
@@ -689,21 +698,21 @@ def build_table(settings: Settings, stream: str, log: Log = lambda msg: None) ->
     not_null = pl.all_horizontal(pl.col(k).is_not_null() for k in spec.keys)
     counts = {"rows": 0, "distinct": 0}
 
-    def buckets(record_files: list[str], cell_files: list[str], membership_files: list[str]):
-        for b in range(merge.BUCKETS):
-            records = scan_bucket(record_files, table_schema_batch(spec), b, key_bucket)
+    def passes(record_files: list[str], cell_files: list[str], membership_files: list[str]):
+        for buckets in merge.bucket_passes(parquet_rows(record_files)):
+            records = scan_buckets(record_files, table_schema_batch(spec), buckets, key_bucket)
             if spec.kind == "event":
                 table = merge.current_events(records, spec.keys)
             else:
-                table = merge.current_entities(records, scan_bucket(cell_files, cell_schema(spec), b, key_bucket), spec.keys)
+                table = merge.current_entities(records, scan_buckets(cell_files, cell_schema(spec), buckets, key_bucket), spec.keys)
             if membership_files:
-                current = merge.current_memberships(scan_bucket(membership_files, MEMBERSHIP_SCHEMA, b, merge.bucket("contact_id")))
+                current = merge.current_memberships(scan_buckets(membership_files, MEMBERSHIP_SCHEMA, buckets, merge.bucket("contact_id")))
                 table = table.drop("account_id").join(current, on="contact_id", how="left").sort(spec.keys)
             frame = table.select(list(schema)).cast(schema).collect()
             keys = frame.select(spec.keys).filter(not_null)
-            # A key outside its bucket (stored buckets from another hash) could
-            # also be in another bucket's rows: counted as a duplicate.
-            misplaced = keys.select((key_bucket != b).sum()).item()
+            # A key outside this pass's buckets (stored buckets from another hash)
+            # could also be in another pass's rows: counted as a duplicate.
+            misplaced = keys.select((~key_bucket.is_between(buckets.start, buckets.stop - 1)).sum()).item()
             counts["rows"] += frame.height
             counts["distinct"] += keys.n_unique() - misplaced
             yield frame
@@ -717,7 +726,7 @@ def build_table(settings: Settings, stream: str, log: Log = lambda msg: None) ->
             membership_files = sorted(
                 p for source in STREAMS if has_memberships(source) for p in glob.glob(warehouse.batch_glob(source, "memberships.parquet"))
             )
-        write_buckets(buckets(record_files, cell_files, membership_files) if record_files else [], path, schema)
+        write_buckets(passes(record_files, cell_files, membership_files) if record_files else [], path, schema)
     return TableSummary(
         table=spec.table,
         path=path,

@@ -172,17 +172,23 @@ def write_buckets(frames: Iterable[pl.DataFrame], path: Path, schema: dict) -> i
     return rows
 
 
-def scan_bucket(files: list[str], schema: dict, bucket: int, bucket_of: pl.Expr) -> pl.LazyFrame:
-    """The rows of one hash bucket of Parquet files holding a `_bucket` column
-    (row groups of other buckets are skipped by their statistics). A file written
-    before buckets existed has no `_bucket`: its rows' bucket is computed with
-    `bucket_of`. Columns missing from a file are null, as in scan_all."""
+def scan_buckets(files: list[str], schema: dict, buckets: range, bucket_of: pl.Expr) -> pl.LazyFrame:
+    """The rows of a range of hash buckets of Parquet files holding a `_bucket`
+    column (row groups of other buckets are skipped by their statistics). A file
+    written before buckets existed has no `_bucket`: its rows' bucket is computed
+    with `bucket_of`. Columns missing from a file are null, as in scan_all."""
     if not files:
         return pl.LazyFrame(schema=schema)
     scan = pl.scan_parquet(files, schema=schema, missing_columns="insert", extra_columns="ignore", glob=False)
-    return scan.filter((pl.col("_bucket") == bucket) | (pl.col("_bucket").is_null() & (bucket_of == bucket))).with_columns(
-        _bucket=pl.lit(bucket, pl.UInt8)
-    )
+    lo, hi = buckets.start, buckets.stop - 1
+    return scan.filter(
+        pl.col("_bucket").is_between(lo, hi) | (pl.col("_bucket").is_null() & bucket_of.is_between(lo, hi))
+    ).with_columns(_bucket=pl.coalesce("_bucket", bucket_of))
+
+
+def parquet_rows(files: list[str]) -> int:
+    """Rows of Parquet files, from their footers."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
 
 
 class LockTimeout(RuntimeError):

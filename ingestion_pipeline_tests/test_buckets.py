@@ -75,14 +75,40 @@ def test_many_small_batches_in_threads_give_what_one_batch_gives(settings, landi
     # b.jsonl.gz landed later: its copies of e2000..e2999 win.
     assert table.filter(pl.col("event_id") == "e2500")["_source_file"].item() == "contact_event/b.jsonl.gz"
     assert table.filter(pl.col("event_id") == "e10")["event"].item() == "login"
-    # Each staged and committed batch is sorted by bucket, one row group per bucket.
+    # Each staged and committed batch is sorted by bucket.
     batch = glob.glob(str(warehouse.root / "_batches" / "contact_event" / "*" / "records.parquet"))[0]
     buckets = pl.read_parquet(batch)["_bucket"]
     assert buckets.is_sorted() and buckets.n_unique() == merge.BUCKETS
+
+
+def test_bucket_passes_cover_every_bucket_once(monkeypatch):
+    assert merge.bucket_passes(0) == merge.bucket_passes(10) == [range(0, merge.BUCKETS)]
+    monkeypatch.setattr(merge, "ROWS_PER_PASS", 100)
+    assert merge.bucket_passes(250) == [range(0, 10), range(10, 21), range(21, 32)]
+    assert merge.bucket_passes(10**9) == [range(b, b + 1) for b in range(merge.BUCKETS)]
+
+
+def test_large_files_are_merged_in_several_passes_with_the_same_tables(settings, landing, warehouse, tmp_path, monkeypatch):
+    landing.put("contact_event/a.jsonl", many_events(2000), utc(2026, 11, 20, 8))
+    landing.put("contact_event/b.jsonl", many_events(2000, start=1000), utc(2026, 11, 20, 9))
+    run_day(settings, landing, "contact_event", DAY1)
+    build_table(settings, "contact_event")
+    monkeypatch.setattr(merge, "ROWS_PER_PASS", 100)  # 32 passes of one bucket each
+    passes = dataclasses.replace(settings, warehouse_dir=tmp_path / "passes")
+    run_day(passes, landing, "contact_event", DAY1)
+    summary = build_table(passes, "contact_event")
+    from ingestion_pipeline.warehouse import Warehouse
+
+    sql = "select * from contact_events order by event_id"
+    assert rows(warehouse, sql).equals(rows(Warehouse(passes.warehouse_dir), sql))
+    assert summary.rows == summary.distinct_keys == 3000
+    # A pass of one bucket is one row group, so a reader of a bucket skips the others.
+    batch = glob.glob(str(passes.warehouse_dir / "_batches" / "contact_event" / "*" / "records.parquet"))[0]
     assert pq.ParquetFile(batch).metadata.num_row_groups == merge.BUCKETS
 
 
-def test_the_bucketed_build_equals_one_merge_of_everything(settings, landing, warehouse):
+def test_the_bucketed_build_equals_one_merge_of_everything(settings, landing, warehouse, monkeypatch):
+    monkeypatch.setattr(merge, "ROWS_PER_PASS", 200)
     landing.put("contact_event/a.jsonl", many_events(2000), utc(2026, 11, 20, 8))
     landing.put("contact_event/b.jsonl", many_events(2000, start=1000, day=21), utc(2026, 11, 21, 8))
     landing.put("contact/c.jsonl", [contact(f"c{i}", f"u{i}@x.com", {"n": i}) for i in range(500)], utc(2026, 11, 20, 8))
@@ -108,7 +134,8 @@ def test_the_bucketed_build_equals_one_merge_of_everything(settings, landing, wa
     assert by_id["c700"] == ("new700@x.com", '{"m":700}')
 
 
-def test_a_batch_written_before_buckets_is_merged_by_its_key(settings, landing, warehouse):
+def test_a_batch_written_before_buckets_is_merged_by_its_key(settings, landing, warehouse, monkeypatch):
+    monkeypatch.setattr(merge, "ROWS_PER_PASS", 20)
     landing.put("contact_event/a.jsonl", [event(f"e{i}", "c1", "old") for i in range(200)], utc(2026, 11, 20, 8))
     run_day(settings, landing, "contact_event", DAY1)
     # A warehouse from before buckets: its batch has no `_bucket` column.
@@ -122,9 +149,10 @@ def test_a_batch_written_before_buckets_is_merged_by_its_key(settings, landing, 
     assert summary.rows == summary.distinct_keys == 300
 
 
-def test_keys_outside_their_bucket_fail_the_unique_key_count(settings, landing, warehouse):
+def test_keys_outside_their_bucket_fail_the_unique_key_count(settings, landing, warehouse, monkeypatch):
     # As if the batches had been bucketed by another hash: the build cannot see
-    # duplicates across buckets, so it counts misplaced keys as not distinct.
+    # duplicates across passes, so it counts misplaced keys as not distinct.
+    monkeypatch.setattr(merge, "ROWS_PER_PASS", 1)  # one bucket per pass
     landing.put("contact_event/a.jsonl", [event(f"e{i}", "c1") for i in range(100)], utc(2026, 11, 20, 8))
     run_day(settings, landing, "contact_event", DAY1)
     path = glob.glob(warehouse.batch_glob("contact_event", "records.parquet"))[0]
