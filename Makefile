@@ -47,6 +47,8 @@ serve: landing
 	INGEST_API_KEYS="$${INGEST_API_KEYS:-local-dev-key}" $(BIN)/ingestion-pipeline serve --host 127.0.0.1 --port 8000
 
 test: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
 ingest: landing home

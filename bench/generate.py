@@ -34,18 +34,22 @@ def chunk_lines(start: int, n: int, rng: np.random.Generator) -> pl.DataFrame:
         }
     )
     line = pl.concat_str(
-        pl.lit('{"event_id":"'), "event_id",
-        pl.lit('","contact_id":"'), "contact_id",
-        pl.lit('","event":"'), "event",
-        pl.lit('","event_timestamp":'), pl.col("ts").cast(pl.String),
-        pl.lit(',"event_properties":{"plan":"'), "plan",
-        pl.lit('","score":'), pl.col("score").cast(pl.String),
+        pl.lit('{"event_id":"'),
+        "event_id",
+        pl.lit('","contact_id":"'),
+        "contact_id",
+        pl.lit('","event":"'),
+        "event",
+        pl.lit('","event_timestamp":'),
+        pl.col("ts").cast(pl.String),
+        pl.lit(',"event_properties":{"plan":"'),
+        "plan",
+        pl.lit('","score":'),
+        pl.col("score").cast(pl.String),
         pl.lit("}}"),
     )
     invalid = pl.Series(rng.random(n) < 0.005)
-    return frame.select(
-        line=pl.when(invalid).then(pl.lit(BROKEN.decode())).otherwise(line)
-    )
+    return frame.select(line=pl.when(invalid).then(pl.lit(BROKEN.decode())).otherwise(line))
 
 
 def main(n: int, out: str, first: int = 0, seed: int = 42) -> None:

@@ -65,9 +65,8 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -128,7 +127,7 @@ class Probe:
             if self.con is None:
                 self.con = self.warehouse.connect()
             return self.con.execute("select count(*) from contact_events where _source_file = ?", [path]).fetchone()[0]
-        except Exception:  # noqa: BLE001 - no table yet, or a view bound before the table existed
+        except Exception:
             if self.con is not None:
                 self.con.close()
             self.con = None
@@ -145,7 +144,7 @@ def land(landing: Path, name: str, records: int) -> tuple[str, float]:
     (its path relative to the landing root, the time of the rename)."""
     folder = landing / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     lines = "".join(
         json.dumps(
             {
@@ -261,7 +260,9 @@ def print_samples(title: str, samples: list[dict]) -> None:
     for s in samples:
         b = s["breakdown"]
         cells = " ".join(f"{b[k]:18.2f}" if k in b else f"{'-':>18s}" for k, _ in COLUMNS)
-        print(f"  {s['i']:>3} {s['path'].rsplit('/', 1)[-1]:34s} {s['latency']:8.2f}  {b.get('run', '-'):8s} {b.get('files', '-'):>5} {cells}")
+        print(
+            f"  {s['i']:>3} {s['path'].rsplit('/', 1)[-1]:34s} {s['latency']:8.2f}  {b.get('run', '-'):8s} {b.get('files', '-'):>5} {cells}"
+        )
 
 
 def stats_line(values: list[float]) -> str:
@@ -368,8 +369,7 @@ def measure(args, gql: GraphQL, landing: Path, warehouse: Path) -> None:
     print(f"\nlanding_sensor while measuring: {tick_stats(gql, started)}")
     # Runs that were not ours (schedules) compete for the machine: list them.
     others = [
-        r for r in gql(RUNS_SINCE, after=started)["runsOrError"]["results"]
-        if not any(t["key"] == "dagster/sensor_name" for t in r["tags"])
+        r for r in gql(RUNS_SINCE, after=started)["runsOrError"]["results"] if not any(t["key"] == "dagster/sensor_name" for t in r["tags"])
     ]
     if others:
         print("\nother runs meanwhile: " + ", ".join(f"{r['pipelineName']} {r['status']}" for r in others))

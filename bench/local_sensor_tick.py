@@ -40,21 +40,22 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, time as dtime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 
 import dagster as dg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingestion_pipeline.definitions import build_definitions  # noqa: E402
-from ingestion_pipeline.defs.resources import IngestResource  # noqa: E402
-from ingestion_pipeline.defs.sensors import landing_sensor  # noqa: E402
-from ingestion_pipeline.landing import LandedFile  # noqa: E402
-from ingestion_pipeline.landing.local import LocalLandingStore  # noqa: E402
-from ingestion_pipeline.ledger import pending_files, read_ledger, write_segment  # noqa: E402
-from ingestion_pipeline.pipeline import list_landing  # noqa: E402
-from ingestion_pipeline.warehouse import Warehouse  # noqa: E402
+from ingestion_pipeline.definitions import build_definitions
+from ingestion_pipeline.defs.resources import IngestResource
+from ingestion_pipeline.defs.sensors import landing_sensor
+from ingestion_pipeline.landing import LandedFile
+from ingestion_pipeline.landing.local import LocalLandingStore
+from ingestion_pipeline.ledger import pending_files, read_ledger, write_segment
+from ingestion_pipeline.pipeline import list_landing
+from ingestion_pipeline.warehouse import Warehouse
 
 FILES = int(os.environ.get("BENCH_LOCAL_FILES", "100000"))
 NEW = int(os.environ.get("BENCH_LOCAL_NEW", "1000"))
@@ -77,7 +78,7 @@ def land_old(root: Path, today) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(BODY)
         # Spread over the day (00:00:00 + 80 s * n), so landed_at is realistic and unique.
-        landed = datetime.combine(day, dtime(0), timezone.utc) + timedelta(seconds=80 * (i % PER_DAY))
+        landed = datetime.combine(day, dtime(0), UTC) + timedelta(seconds=80 * (i % PER_DAY))
         os.utime(path, (landed.timestamp(), landed.timestamp()))
         created += 1
     return created
@@ -85,7 +86,7 @@ def land_old(root: Path, today) -> int:
 
 def ledger_rows(files: list[LandedFile]) -> list[dict]:
     """The rows a run records for loaded files (every LEDGER_SCHEMA column)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return [
         {
             "file": f.path,
@@ -129,7 +130,7 @@ def main() -> None:
     for leftover in (landing / STREAM).glob("*/*/*/new-*.jsonl"):
         leftover.unlink()
     try:
-        today = datetime.now(timezone.utc).date()
+        today = datetime.now(UTC).date()
         load = os.getloadavg()
         print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs; work dir {root}", flush=True)
         start = time.perf_counter()
@@ -188,7 +189,10 @@ def main() -> None:
                 assert r.run_key == f"landing:{r.partition_key}:{digest}", r.run_key
         print(
             f"\ntick with new files: {len(requests)} run request(s), "
-            + "; ".join(f"{r.partition_key} {r.tags['ingestion/files']} files, assets {','.join(k.to_user_string() for k in r.asset_selection)}" for r in requests)
+            + "; ".join(
+                f"{r.partition_key} {r.tags['ingestion/files']} files, assets {','.join(k.to_user_string() for k in r.asset_selection)}"
+                for r in requests
+            )
             + f"; together exactly the {NEW} new files (file count and run-key digest of their file ids)",
             flush=True,
         )

@@ -27,12 +27,13 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 import generate  # noqa: E402
+
 OUT = ROOT / "out"
 PY = sys.executable
 CLI = str(Path(PY).with_name("ingestion-pipeline"))
@@ -91,7 +92,7 @@ def bench_size(n: int, reps: int) -> dict[str, list[tuple[float, int]]]:
     if not clean.exists():
         with gzip.open(base, "rb") as src, gzip.open(clean, "wb", compresslevel=1) as dst:
             dst.writelines(line for line in src if not line.startswith(generate.BROKEN))
-    day1 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=2)
+    day1 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
     day2 = day1 + timedelta(days=1)
 
     def step_a():
@@ -125,7 +126,7 @@ def bench_size(n: int, reps: int) -> dict[str, list[tuple[float, int]]]:
     results: dict[str, list[tuple[float, int]]] = {k: [] for k in steps}
     step_c()  # (d) needs a held warehouse before its first repetition
     for rep in range(reps):
-        rotated = order[rep % len(order):] + order[: rep % len(order)]
+        rotated = order[rep % len(order) :] + order[: rep % len(order)]
         for key in rotated:
             results[key].append(steps[key]())
             secs, rss = results[key][-1]
@@ -168,10 +169,16 @@ def tables_check(n: int) -> str:
         "select (select count(*) from contact_events) as table_rows, sum(rows_read) as read, sum(rows_loaded) as loaded, "
         "sum(rows_rejected) as rejected, sum(rows_duplicate) as duplicate from ingested_files"
     )
-    out = subprocess.run(
-        [CLI, "query", "--warehouse", str(OUT / f"n{n}" / "held" / "warehouse"), "--format", "csv", sql],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip().splitlines()
+    out = (
+        subprocess.run(
+            [CLI, "query", "--warehouse", str(OUT / f"n{n}" / "held" / "warehouse"), "--format", "csv", sql],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     return f"Warehouse after (c) at {n:,} events: " + ", ".join(f"{k}={v}" for k, v in zip(out[0].split(","), out[1].split(","))) + "\n"
 
 
@@ -180,9 +187,9 @@ def main() -> None:
     reps = int(os.environ.get("BENCH_REPS", "3"))
     OUT.mkdir(parents=True, exist_ok=True)
     header = (
-        f"## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node()} "
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} "
         f"({os.cpu_count()} CPUs, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
-        f"Python {platform.python_version()})\n\n`BENCH_EVENTS=\"{' '.join(map(str, sizes))}\" BENCH_REPS={reps} make bench`\n"
+        f'Python {platform.python_version()})\n\n`BENCH_EVENTS="{" ".join(map(str, sizes))}" BENCH_REPS={reps} make bench`\n'
     )
     results = {n: bench_size(n, reps) for n in sizes}
     sections = [header] + [report(n, results[n]) for n in sizes]

@@ -22,7 +22,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -30,12 +30,12 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ingestion_pipeline.definitions import build_definitions  # noqa: E402
-from ingestion_pipeline.defs.resources import IngestResource  # noqa: E402
-from ingestion_pipeline.defs.sensors import landing_sensor  # noqa: E402
-from ingestion_pipeline.devtools import seaweedfs  # noqa: E402
-from ingestion_pipeline.landing.s3 import S3LandingStore  # noqa: E402
-from ingestion_pipeline.warehouse import LEDGER_SCHEMA, Warehouse, write_parquet  # noqa: E402
+from ingestion_pipeline.definitions import build_definitions
+from ingestion_pipeline.defs.resources import IngestResource
+from ingestion_pipeline.defs.sensors import landing_sensor
+from ingestion_pipeline.devtools import seaweedfs
+from ingestion_pipeline.landing.s3 import S3LandingStore
+from ingestion_pipeline.warehouse import LEDGER_SCHEMA, Warehouse, write_parquet
 
 OBJECTS = int(os.environ.get("BENCH_S3_OBJECTS", "100000"))
 NEW = int(os.environ.get("BENCH_S3_NEW", "1000"))
@@ -59,10 +59,8 @@ def main() -> None:
         for k, v in server.env().items():
             os.environ[k] = v
         client = server.client()
-        today = datetime.now(timezone.utc).date()
-        old = [
-            f"contact_event/{today - timedelta(days=2 + i // PER_DAY):%Y/%m/%d}/{i:032x}.jsonl" for i in range(OBJECTS)
-        ]
+        today = datetime.now(UTC).date()
+        old = [f"contact_event/{today - timedelta(days=2 + i // PER_DAY):%Y/%m/%d}/{i:032x}.jsonl" for i in range(OBJECTS)]
         store = S3LandingStore(f"s3://{server.bucket}", client=client)
         start = time.perf_counter()
         listed = list(store.list_files("contact_event"))
@@ -83,7 +81,11 @@ def main() -> None:
                 "file_id": [f.file_id for f in listed],
                 "landing_date": [f.landing_date for f in listed],
             }
-        ).with_columns(pl.lit(None).alias(c) for c in LEDGER_SCHEMA if c not in ("file", "stream", "format", "size_bytes", "landed_at", "status", "file_version", "file_id", "landing_date"))
+        ).with_columns(
+            pl.lit(None).alias(c)
+            for c in LEDGER_SCHEMA
+            if c not in ("file", "stream", "format", "size_bytes", "landed_at", "status", "file_version", "file_id", "landing_date")
+        )
         warehouse = Warehouse(root / "warehouse")
         warehouse.ensure_layout()
         for (day,), part in ledger.cast(LEDGER_SCHEMA).select(list(LEDGER_SCHEMA)).group_by("landing_date"):

@@ -106,8 +106,19 @@ def _run_failure(result, what: str) -> str:
 
 
 @main.command()
-@click.option("--landing", "landing", envvar="INGEST_LANDING_URL", help="Landing folder or s3://bucket/prefix [INGEST_LANDING_URL, default data/landing]")
-@click.option("--warehouse", "warehouse", envvar="INGEST_WAREHOUSE_DIR", type=click.Path(file_okay=False), help="Warehouse folder [INGEST_WAREHOUSE_DIR, default data/warehouse]")
+@click.option(
+    "--landing",
+    "landing",
+    envvar="INGEST_LANDING_URL",
+    help="Landing folder or s3://bucket/prefix [INGEST_LANDING_URL, default data/landing]",
+)
+@click.option(
+    "--warehouse",
+    "warehouse",
+    envvar="INGEST_WAREHOUSE_DIR",
+    type=click.Path(file_okay=False),
+    help="Warehouse folder [INGEST_WAREHOUSE_DIR, default data/warehouse]",
+)
 def ingest(landing: str | None, warehouse: str | None) -> None:
     """One synchronous pass over every pending landed file, with a per-file summary.
 
@@ -155,7 +166,13 @@ def _jsonable(value):
 
 
 @main.command()
-@click.option("--warehouse", "warehouse", envvar="INGEST_WAREHOUSE_DIR", type=click.Path(file_okay=False), help="Warehouse folder [INGEST_WAREHOUSE_DIR, default data/warehouse]")
+@click.option(
+    "--warehouse",
+    "warehouse",
+    envvar="INGEST_WAREHOUSE_DIR",
+    type=click.Path(file_okay=False),
+    help="Warehouse folder [INGEST_WAREHOUSE_DIR, default data/warehouse]",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.argument("sql")
 def query(warehouse: str | None, fmt: str, sql: str) -> None:
@@ -203,7 +220,13 @@ def _print_table(columns: list[str], rows: list[tuple]) -> None:
 
 
 @main.command()
-@click.option("--warehouse", "warehouse", envvar="INGEST_WAREHOUSE_DIR", type=click.Path(file_okay=False), help="Warehouse folder [INGEST_WAREHOUSE_DIR, default data/warehouse]")
+@click.option(
+    "--warehouse",
+    "warehouse",
+    envvar="INGEST_WAREHOUSE_DIR",
+    type=click.Path(file_okay=False),
+    help="Warehouse folder [INGEST_WAREHOUSE_DIR, default data/warehouse]",
+)
 @click.option("--contact-id", "contact_id", help="Erase the contact with this id (trimmed like ids are)")
 @click.option("--email", "email", help="Erase every contact that carried this email (trimmed, lower-cased)")
 def erase(warehouse: str | None, contact_id: str | None, email: str | None) -> None:
@@ -247,8 +270,7 @@ def erase(warehouse: str | None, contact_id: str | None, email: str | None) -> N
             if name not in ("batches", "staging"):
                 click.echo(f"  {name:<{width}}  {n}")
         click.echo(
-            f"  (and {report.rows_removed['batches']} stored row(s) in day batches, "
-            f"{report.rows_removed['staging']} in staged files)"
+            f"  (and {report.rows_removed['batches']} stored row(s) in day batches, {report.rows_removed['staging']} in staged files)"
         )
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)

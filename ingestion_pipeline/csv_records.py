@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 import duckdb
 import numpy as np
@@ -56,14 +56,14 @@ class CsvRecords:
         try:
             text = raw.decode("utf-8").removeprefix("\ufeff").rstrip("\r")
         except UnicodeDecodeError:
-            raise FileRejected("invalid_header", f"{self.path}: line {line}: the header row is not valid UTF-8")
+            raise FileRejected("invalid_header", f"{self.path}: line {line}: the header row is not valid UTF-8") from None
         try:
             rows = list(csv.reader(io.StringIO(text), strict=True))
         except csv.Error as exc:
             why = f"the header row is not valid CSV ({exc})"
             if "\r" in text:
                 why = "lines end with CR only; CSV lines must end with LF or CRLF"
-            raise FileRejected("invalid_header", f"{self.path}: line {line}: {why}")
+            raise FileRejected("invalid_header", f"{self.path}: line {line}: {why}") from None
         names = [n.strip() for n in rows[0]] if len(rows) == 1 else []
         if not names or not any(names):
             raise FileRejected("invalid_header", f"{self.path}: line {line}: the header row is not valid CSV")
@@ -242,7 +242,8 @@ class CsvRecords:
             # polars reads these records differently from the fast path's
             # boundaries: parse each record on its own (error path).
             rows = [
-                (line, raw, None, None, fields) if fields is not None and len(fields) == width
+                (line, raw, None, None, fields)
+                if fields is not None and len(fields) == width
                 else _reject(line, raw, "malformed_csv", MALFORMED_MESSAGE)
                 for line, raw in good.select("line", "raw").iter_rows()
                 for fields in [_parse_one(raw)]
@@ -342,7 +343,14 @@ class CsvRecords:
                 i = j + 1
                 continue
             if len(text.encode()) > self.limit:
-                rows.append(_reject(line, text, "record_too_large", f"record of {len(text.encode())} bytes exceeds the limit of {self.limit} bytes (INGEST_MAX_RECORD_BYTES)"))
+                rows.append(
+                    _reject(
+                        line,
+                        text,
+                        "record_too_large",
+                        f"record of {len(text.encode())} bytes exceeds the limit of {self.limit} bytes (INGEST_MAX_RECORD_BYTES)",
+                    )
+                )
             else:
                 fields = _parse_one(text)
                 if fields is None:

@@ -46,10 +46,11 @@ import json
 import shutil
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 import duckdb
 import polars as pl
@@ -150,9 +151,7 @@ class Matcher:
     def json_strings(self, tokens: pl.Series) -> pl.DataFrame:
         """(tok, value): JSON scalars (`"c\\u0031"`, `42`) as the pipeline reads them."""
         toks = pl.DataFrame({"tok": tokens}).drop_nulls().unique()  # noqa: F841 (DuckDB reads it)
-        return self.con.sql(
-            "SELECT tok, CASE WHEN json_valid(tok) THEN json_extract_string(tok, '$') ELSE tok END AS value FROM toks"
-        ).pl()
+        return self.con.sql("SELECT tok, CASE WHEN json_valid(tok) THEN json_extract_string(tok, '$') ELSE tok END AS value FROM toks").pl()
 
     def match(self, values: pl.Series, kinds: Iterable[str]) -> pl.DataFrame:
         """(value, until) for the values whose hash is erased (until: the latest
@@ -160,13 +159,7 @@ class Matcher:
         wanted = self.hashes.filter(pl.col("kind").is_in(list(kinds)))
         if wanted.is_empty() or values.len() == 0:
             return pl.DataFrame(schema={"value": pl.String, "until": UTC_TS})
-        return (
-            self.sha256(values)
-            .join(wanted, on="sha256")
-            .group_by("value")
-            .agg(until=pl.col("until").max())
-            .sort("value")
-        )
+        return self.sha256(values).join(wanted, on="sha256").group_by("value").agg(until=pl.col("until").max()).sort("value")
 
     def drop_expr(self, column: str, matched: pl.DataFrame, landed: str) -> pl.Expr:
         if not self.bounded:
@@ -303,9 +296,7 @@ def _csv_id_fields(rows: pl.DataFrame, headers: CsvHeaders) -> pl.DataFrame:
         quoted = group.filter(has_quote)
         if quoted.height:  # error path: a quoted CSV row, split by the csv module
             split = [next(csv.reader(io.StringIO(raw)), []) for raw in quoted["raw"]]
-            plain = pl.concat(
-                [plain, quoted.select("_i", "landed_at", value=pl.Series(split, dtype=pl.List(pl.String)))]
-            )
+            plain = pl.concat([plain, quoted.select("_i", "landed_at", value=pl.Series(split, dtype=pl.List(pl.String)))])
         if index is not None:
             fields = plain.with_columns(pl.col("value").list.get(index, null_on_oob=True))
         else:
@@ -334,9 +325,7 @@ def _reject_matches(rows: pl.DataFrame, matcher: Matcher, headers: CsvHeaders) -
         .with_columns(pl.col("tok").str.replace(JSON_KEY_PREFIX, ""))
     )
     json_ids = tokens.join(matcher.json_strings(tokens["tok"]), on="tok").select("_i", "landed_at", "value")
-    ids = pl.concat([json_ids, _csv_id_fields(rows.filter(is_csv), headers)]).with_columns(
-        pl.col("value").str.strip_chars()
-    )
+    ids = pl.concat([json_ids, _csv_id_fields(rows.filter(is_csv), headers)]).with_columns(pl.col("value").str.strip_chars())
     hits = pl.concat(
         [
             ids.join(matcher.match(ids["value"], (CONTACT_ID,)), on="value"),
@@ -359,9 +348,7 @@ def _filter_rejects(path: Path, matcher: Matcher, headers: CsvHeaders) -> int:
 
 def _erased_emails_in(texts: pl.Series, matcher: Matcher, landed_at: datetime | None = None) -> list[str]:
     """Erased emails that occur as tokens of the texts (error messages)."""
-    tokens = (
-        texts.drop_nulls().str.to_lowercase().str.extract_all(EMAIL_TOKEN).explode().drop_nulls().str.strip_chars("'.")
-    )
+    tokens = texts.drop_nulls().str.to_lowercase().str.extract_all(EMAIL_TOKEN).explode().drop_nulls().str.strip_chars("'.")
     matched = matcher.match(tokens, (EMAIL,))
     if matcher.bounded and landed_at is not None:
         matched = matched.filter(pl.col("until") >= landed_at)
@@ -447,9 +434,7 @@ def _hash_table(erasures: pl.DataFrame) -> pl.DataFrame:
     parts = [
         base.select(kind=pl.lit(CONTACT_ID), sha256="contact_id_sha256", until="requested_at").explode("sha256"),
         base.select(kind=pl.lit(EMAIL), sha256="email_sha256", until="requested_at").explode("sha256"),
-        base.filter(pl.col("subject_kind") == "email").select(
-            kind=pl.lit(SUBJECT_EMAIL), sha256="subject_sha256", until="requested_at"
-        ),
+        base.filter(pl.col("subject_kind") == "email").select(kind=pl.lit(SUBJECT_EMAIL), sha256="subject_sha256", until="requested_at"),
     ]
     return pl.concat(parts).drop_nulls("sha256").cast({"until": UTC_TS})
 
@@ -541,9 +526,7 @@ def normalise_subject(contact_id: str | None = None, email: str | None = None) -
         return "email", value
     value = pl.select(norm.trim(pl.lit(contact_id, pl.String))).item()
     if pl.select(norm.is_junk_identifier(pl.lit(value, pl.String))).item():
-        raise ErasureError(
-            f"{contact_id!r} is a placeholder identifier, never loaded as a contact id (nothing to erase)"
-        )
+        raise ErasureError(f"{contact_id!r} is a placeholder identifier, never loaded as a contact id (nothing to erase)")
     return "contact_id", value
 
 
@@ -617,7 +600,7 @@ def erase(
     else:
         warehouse = target if isinstance(target, Warehouse) else Warehouse(target)
     kind, subject = normalise_subject(contact_id, email)
-    requested_at = requested_at or datetime.now(timezone.utc)
+    requested_at = requested_at or datetime.now(UTC)
     if requested_at.tzinfo is None:
         raise ErasureError("requested_at must be timezone-aware")
     erasure_id = uuid.uuid4().hex
@@ -653,7 +636,7 @@ def erase(
             removed = _remove_everywhere(warehouse, matcher, headers, erasure_id)
         finally:
             matcher.close()
-        row.update(status="completed", rows_removed=json.dumps(removed), completed_at=datetime.now(timezone.utc))
+        row.update(status="completed", rows_removed=json.dumps(removed), completed_at=datetime.now(UTC))
         write_parquet(pl.DataFrame([row], schema=ERASURE_SCHEMA), path)
     warnings = [
         f"rejected CSV rows of {file}: its header row could not be read from the landing store, "
@@ -673,10 +656,12 @@ def _resume_interrupted(warehouse: Warehouse, settings: Settings | None) -> list
             continue
         matcher = Matcher(_hash_table(pl.DataFrame([row], schema=ERASURE_SCHEMA)), bounded=False)
         try:
-            removed = _remove_everywhere(warehouse, matcher, CsvHeaders(_open_store(settings), _ledger_versions(warehouse)), row["erasure_id"])
+            removed = _remove_everywhere(
+                warehouse, matcher, CsvHeaders(_open_store(settings), _ledger_versions(warehouse)), row["erasure_id"]
+            )
         finally:
             matcher.close()
-        row.update(status="completed", rows_removed=json.dumps(removed), completed_at=datetime.now(timezone.utc))
+        row.update(status="completed", rows_removed=json.dumps(removed), completed_at=datetime.now(UTC))
         write_parquet(pl.DataFrame([row], schema=ERASURE_SCHEMA), Path(path))
         done.append(row["erasure_id"])
     return done

@@ -11,15 +11,16 @@ from __future__ import annotations
 import hashlib
 import io
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import duckdb
 import isal.igzip
-from isal.igzip_lib import IsalError
 import numpy as np
 import polars as pl
 import pyarrow as pa
+from isal.igzip_lib import IsalError
 
 from .settings import Settings
 from .streams import FeedSpec
@@ -125,9 +126,7 @@ def _lines_frame(first_line: int, data: bytes, ends: np.ndarray, max_record_byte
     n = len(ends)
     binary = pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     lengths = np.diff(offsets) - 1
-    frame = pl.DataFrame(
-        {"line": np.arange(first_line, first_line + n, dtype=np.int64), "bytes": pl.from_arrow(binary), "len": lengths}
-    )
+    frame = pl.DataFrame({"line": np.arange(first_line, first_line + n, dtype=np.int64), "bytes": pl.from_arrow(binary), "len": lengths})
     try:
         text = frame["bytes"].cast(pl.String)
     except pl.exceptions.ComputeError:
@@ -150,10 +149,7 @@ def _lines_frame(first_line: int, data: bytes, ends: np.ndarray, max_record_byte
         .otherwise(pl.col("text").str.slice(0, pl.when(too_large).then(RAW_PREVIEW_CHARS).otherwise(None)))
         .str.strip_suffix("\n")
         .str.strip_suffix("\r"),
-        error=pl.when(too_large)
-        .then(pl.lit("record_too_large"))
-        .when(bad_utf8)
-        .then(pl.lit("invalid_utf8")),
+        error=pl.when(too_large).then(pl.lit("record_too_large")).when(bad_utf8).then(pl.lit("invalid_utf8")),
         message=pl.when(too_large)
         .then(pl.format("record of {} bytes exceeds the limit of {} bytes (INGEST_MAX_RECORD_BYTES)", "len", pl.lit(max_record_bytes)))
         .when(bad_utf8)
@@ -227,7 +223,7 @@ def iter_document_records(doc: bytes, path: str, accepted: tuple[str, ...], max_
     {"stream": ..., "data": [...]}), or None when the text is JSON lines instead."""
     text = _decode_or_none(doc)
     stripped = doc.lstrip()
-    if text is None or not stripped[:1] in (b"[", b"{"):
+    if text is None or stripped[:1] not in (b"[", b"{"):
         return None
     con = duckdb.connect()
     try:
@@ -278,15 +274,12 @@ OTHER_ENCODING_BOMS = (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00", b"\xff\xfe", b"
 def _sniff(head: bytes, path: str) -> None:
     """Whole-file rejections decided by the first bytes: other encodings, binary."""
     if head.startswith(OTHER_ENCODING_BOMS):
-        raise FileRejected(
-            "unsupported_encoding", f"{path}: file is UTF-16 or UTF-32 encoded (byte-order mark); only UTF-8 is accepted"
-        )
+        raise FileRejected("unsupported_encoding", f"{path}: file is UTF-16 or UTF-32 encoded (byte-order mark); only UTF-8 is accepted")
     nul = head.find(b"\x00", 0, SNIFF_BYTES)
     if nul >= 0:
         raise FileRejected(
             "binary_file",
-            f"{path}: file is not text (NUL byte at offset {nul}); expected UTF-8 JSON or CSV "
-            "(UTF-16 text also looks like this)",
+            f"{path}: file is not text (NUL byte at offset {nul}); expected UTF-8 JSON or CSV (UTF-16 text also looks like this)",
         )
 
 

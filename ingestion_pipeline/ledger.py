@@ -3,8 +3,8 @@ truth for what was processed. Stored as one segment per (stream, landing day).""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
-from typing import Iterable
 
 import polars as pl
 

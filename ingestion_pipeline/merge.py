@@ -7,7 +7,7 @@ Keys are one column or several (crm_leads: email + account).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import polars as pl
 
@@ -89,11 +89,7 @@ def current_entities(records: pl.LazyFrame, cells: pl.LazyFrame, key: str | Sequ
         .agg(properties=pl.format("{}:{}", "prop", "value").sort_by(pl.col("prop")).str.join(","))
         .select(*keys, properties=pl.concat_str(pl.lit("{"), "properties", pl.lit("}")))
     )
-    return (
-        latest.join(merged_props, on=keys, how="left")
-        .with_columns(pl.col("properties").fill_null("{}"))
-        .sort(keys)
-    )
+    return latest.join(merged_props, on=keys, how="left").with_columns(pl.col("properties").fill_null("{}")).sort(keys)
 
 
 def current_memberships(memberships: pl.LazyFrame) -> pl.LazyFrame:

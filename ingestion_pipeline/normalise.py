@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 
 JUNK_IDENTIFIERS = ["", "null", "undefined", "none", "-1", "0", "anonymous"]
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$"
 DOMAIN_PATTERN = r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$"
-EARLIEST_TIMESTAMP = datetime(1990, 1, 1, tzinfo=timezone.utc)
+EARLIEST_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)
 FUTURE_TOLERANCE = pl.duration(days=1)
 ID_JSON_TYPES = ["VARCHAR", "BIGINT", "UBIGINT", "HUGEINT", "DOUBLE"]
 TRUE_WORDS = ["true", "t", "yes", "y", "1"]
@@ -71,9 +71,7 @@ def number(value: pl.Expr) -> pl.Expr:
     values that overflow to infinity (1e400) are null too."""
     text = trim(value)
     parsed = text.cast(pl.Float64, strict=False)
-    return pl.when(text.str.contains(NUMBER_PATTERN) & parsed.is_finite()).then(parsed).otherwise(
-        pl.lit(None, dtype=pl.Float64)
-    )
+    return pl.when(text.str.contains(NUMBER_PATTERN) & parsed.is_finite()).then(parsed).otherwise(pl.lit(None, dtype=pl.Float64))
 
 
 def _iso(value: pl.Expr) -> pl.Expr:

@@ -191,7 +191,11 @@ class _FastPath:
         # Rare, so found on the whole batch first: a string with a backslash.
         rows = np.flatnonzero((valid & docs.str.contains("\\", literal=True)).fill_null(False).to_numpy())
         if len(rows):
-            escaped = pl.select(pl.any_horizontal(r.gather(rows).str.starts_with('"') & r.gather(rows).str.contains("\\", literal=True) for r in raw.values()))
+            escaped = pl.select(
+                pl.any_horizontal(
+                    r.gather(rows).str.starts_with('"') & r.gather(rows).str.contains("\\", literal=True) for r in raw.values()
+                )
+            )
             slow.append(pl.Series(np.zeros(n, dtype=bool)).scatter(rows, escaped.to_series().fill_null(False)))
         cols = {}
         for f in self.feed.fields:
@@ -221,13 +225,20 @@ class _FastPath:
         col = pl.col("r")
         nested = pl.col("o") | col.str.starts_with("[")
         jtype = (
-            pl.when(pl.col("s")).then(pl.lit("VARCHAR"))
-            .when(pl.col("o")).then(pl.lit("OBJECT"))
-            .when(col.str.starts_with("[")).then(pl.lit("ARRAY"))
-            .when(col.is_in(["true", "false"])).then(pl.lit("BOOLEAN"))
-            .when(col == "null").then(pl.lit("NULL"))
-            .when(pl.col("n") > 0).then(pl.lit("UBIGINT"))
-            .when(pl.col("n") < 0).then(pl.lit("BIGINT"))
+            pl.when(pl.col("s"))
+            .then(pl.lit("VARCHAR"))
+            .when(pl.col("o"))
+            .then(pl.lit("OBJECT"))
+            .when(col.str.starts_with("["))
+            .then(pl.lit("ARRAY"))
+            .when(col.is_in(["true", "false"]))
+            .then(pl.lit("BOOLEAN"))
+            .when(col == "null")
+            .then(pl.lit("NULL"))
+            .when(pl.col("n") > 0)
+            .then(pl.lit("UBIGINT"))
+            .when(pl.col("n") < 0)
+            .then(pl.lit("BIGINT"))
         )
         value = pl.when(pl.col("s")).then(col.str.strip_chars('"')).when(col != "null").then(col)
         unsure = (col.is_not_null() & jtype.is_null()) | (pl.col("s") & col.is_in(self.quoted))
@@ -427,7 +438,7 @@ class JsonParser:
         rows = np.flatnonzero(parsed.select(has_drift.fill_null(False)).to_series().to_numpy())
         if not len(rows):
             return parsed
-        drifted = parsed[rows].select("doc", "drift", props, _row=pl.int_range(len(rows), dtype=pl.Int64))  # noqa: F841 (DuckDB reads it)
+        drifted = parsed[rows].select("doc", "drift", props, _row=pl.int_range(len(rows), dtype=pl.Int64))
         # Fast path: drop the known keys from the record (a JSON merge patch with
         # nulls), then lay the properties object over the rest. Exact unless the
         # properties hold a null (a patch would drop it) or share a key with the

@@ -13,11 +13,11 @@ import shutil
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 import numpy as np
@@ -40,8 +40,8 @@ from .warehouse import (
     Warehouse,
     copy_file,
     fsync_dir,
-    scan_all,
     parquet_rows,
+    scan_all,
     scan_buckets,
     table_schema,
     write_buckets,
@@ -53,7 +53,7 @@ Log = Callable[[str], None]
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -81,7 +81,7 @@ class StagedFile:
         return self.dir / "memberships.parquet"
 
     @classmethod
-    def load(cls, dir: Path) -> "StagedFile | None":
+    def load(cls, dir: Path) -> StagedFile | None:
         try:
             row = json.loads((dir / "ledger.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
@@ -177,9 +177,7 @@ MEMBERSHIP_SCHEMA = {
 }
 
 
-def stage_file(
-    store: LandingStore, file: LandedFile, settings: Settings, warehouse: Warehouse, run_id: str
-) -> StagedFile:
+def stage_file(store: LandingStore, file: LandedFile, settings: Settings, warehouse: Warehouse, run_id: str) -> StagedFile:
     """Parse, validate and normalise one file version into its staging folder."""
     feed = feed_for_path(file.path)
     assert feed is not None, file.path
@@ -507,9 +505,7 @@ class PartitionReport:
             old = before.pop(r["file_id"], None)
             if old is None:
                 continue
-            diffs = [
-                f"{k} {old[k]} -> {r[k]} ({r[k] - old[k]:+d})" for k in COUNT_COLUMNS if old[k] != r[k]
-            ]
+            diffs = [f"{k} {old[k]} -> {r[k]} ({r[k] - old[k]:+d})" for k in COUNT_COLUMNS if old[k] != r[k]]
             if old["status"] != r["status"]:
                 diffs.insert(0, f"status {old['status']} -> {r['status']}")
             if diffs:
@@ -578,9 +574,7 @@ def _ingest_partition(
         # Content already loaded from the same folder (another folder maps the same
         # bytes differently, so it is not a duplicate): its first version wins.
         originals: dict[tuple[str, str], tuple] = {}
-        for sha, landed, path in (
-            prior.filter(pl.col("status").is_in(LOADED_STATUSES)).select("sha256", "landed_at", "file").iter_rows()
-        ):
+        for sha, landed, path in prior.filter(pl.col("status").is_in(LOADED_STATUSES)).select("sha256", "landed_at", "file").iter_rows():
             ident = (_folder(path), sha)
             originals[ident] = min(originals.get(ident, (landed, path)), (landed, path))
         rows, loaded = [], []
@@ -609,9 +603,7 @@ def _ingest_partition(
             _write_by_bucket([s.cells for s in loaded], batch_dir / "cells.parquet", cell_schema(spec), spec.keys)
         if has_memberships(stream):
             _write_by_bucket([s.memberships for s in loaded], batch_dir / "memberships.parquet", MEMBERSHIP_SCHEMA, "contact_id")
-        _write_concat(
-            [s.rejects for s in kept], warehouse.segment_path("rejected_records", stream, day.isoformat()), REJECTED_SCHEMA
-        )
+        _write_concat([s.rejects for s in kept], warehouse.segment_path("rejected_records", stream, day.isoformat()), REJECTED_SCHEMA)
         write_segment(warehouse, stream, day, rows)
     return PartitionReport(stream, day, rows, errors, previous)
 
@@ -643,7 +635,9 @@ def table_inputs(warehouse: Warehouse, stream: str) -> list[str]:
     spec = STREAMS[stream]
     files = glob.glob(warehouse.batch_glob(stream, "*.parquet"))
     if "account_id" in spec.extra_columns:
-        files += [p for source in STREAMS if has_memberships(source) for p in glob.glob(warehouse.batch_glob(source, "memberships.parquet"))]
+        files += [
+            p for source in STREAMS if has_memberships(source) for p in glob.glob(warehouse.batch_glob(source, "memberships.parquet"))
+        ]
     return sorted(files)
 
 

@@ -28,7 +28,7 @@ class Settings:
     batch_bytes: int = 16 * MIB
 
     @classmethod
-    def from_env(cls, **overrides) -> "Settings":
+    def from_env(cls, **overrides) -> Settings:
         env = dict(
             landing_url=os.environ.get("INGEST_LANDING_URL") or cls.landing_url,
             warehouse_dir=Path(os.environ.get("INGEST_WAREHOUSE_DIR") or "data/warehouse"),

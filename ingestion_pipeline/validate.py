@@ -7,9 +7,9 @@ rules is reported once, under its first broken rule in field order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 import pandera.polars as pa
 import polars as pl
@@ -91,7 +91,10 @@ COMMON_RULES = [
         "invalid_type",
         lambda f: ~_present(f) | _jtype(f).is_in(TYPE_ALLOWED[f.kind]),
         lambda f: pl.format(
-            "field '{}' must be {}, got {}", pl.lit(f.source), pl.lit(TYPE_WANTED[f.kind]), _jtype(f).replace_strict(JSON_TYPE_NAMES, default="another JSON type")
+            "field '{}' must be {}, got {}",
+            pl.lit(f.source),
+            pl.lit(TYPE_WANTED[f.kind]),
+            _jtype(f).replace_strict(JSON_TYPE_NAMES, default="another JSON type"),
         ),
     ),
 ]
@@ -175,10 +178,7 @@ def _check(rule: Rule, field: FieldSpec) -> pa.Check:
 
 
 def build_schema(feed: FeedSpec) -> pa.DataFrameSchema:
-    columns = {
-        f.name: pa.Column(None, nullable=True, checks=[_check(r, f) for r in rules_for(f)], required=True)
-        for f in feed.fields
-    }
+    columns = {f.name: pa.Column(None, nullable=True, checks=[_check(r, f) for r in rules_for(f)], required=True) for f in feed.fields}
     if feed.discriminator:
         name, expected = feed.discriminator
         columns["_discriminator"] = pa.Column(
@@ -215,9 +215,7 @@ class Validator:
             self.feed,
         )
         rejects = [
-            parse_failed.select(
-                "line", field=pl.lit(None, pl.String), rule="error", message="message", raw="raw"
-            ).cast(REJECT_SCHEMA)
+            parse_failed.select("line", field=pl.lit(None, pl.String), rule="error", message="message", raw="raw").cast(REJECT_SCHEMA)
         ]
         try:
             self.schema.validate(candidates, lazy=True)
@@ -255,7 +253,12 @@ class Validator:
                         "line",
                         field=pl.lit(name),
                         rule=pl.lit("wrong_stream"),
-                        message=pl.format("field '{}' is {} but this folder takes '{}' records", pl.lit(name), _quoted(pl.col("_discriminator")), pl.lit(expected)),
+                        message=pl.format(
+                            "field '{}' is {} but this folder takes '{}' records",
+                            pl.lit(name),
+                            _quoted(pl.col("_discriminator")),
+                            pl.lit(expected),
+                        ),
                         raw="raw",
                     )
                 )

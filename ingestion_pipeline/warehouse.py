@@ -11,8 +11,8 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import duckdb
 import polars as pl
@@ -181,9 +181,9 @@ def scan_buckets(files: list[str], schema: dict, buckets: range, bucket_of: pl.E
         return pl.LazyFrame(schema=schema)
     scan = pl.scan_parquet(files, schema=schema, missing_columns="insert", extra_columns="ignore", glob=False)
     lo, hi = buckets.start, buckets.stop - 1
-    return scan.filter(
-        pl.col("_bucket").is_between(lo, hi) | (pl.col("_bucket").is_null() & bucket_of.is_between(lo, hi))
-    ).with_columns(_bucket=pl.coalesce("_bucket", bucket_of))
+    return scan.filter(pl.col("_bucket").is_between(lo, hi) | (pl.col("_bucket").is_null() & bucket_of.is_between(lo, hi))).with_columns(
+        _bucket=pl.coalesce("_bucket", bucket_of)
+    )
 
 
 def parquet_rows(files: list[str]) -> int:
@@ -308,7 +308,5 @@ class Warehouse:
         con.execute("SET TimeZone = 'UTC'")
         for table in self.table_schemas():
             pattern = str(self.root / table / "**" / "*.parquet").replace("'", "''")
-            con.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)"
-            )
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)")
         return con

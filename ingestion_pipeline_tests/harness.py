@@ -25,8 +25,12 @@ def build_landing(root: Path) -> Landing:
     for i, path in enumerate(sorted(p for p in SAMPLES.rglob("*") if p.is_file())):
         landing.put(str(path.relative_to(SAMPLES)), path.read_bytes(), utc(2026, 11, 20, 8, i))
     landing.put("contact/update.jsonl", [contact("c1", "new@x.io", {"plan": "max", "seats": None}), "{broken"], utc(2026, 11, 21, 9))
-    landing.put("contact_event/late.jsonl", [event("e1", "c1", name="logout"), event("e9", "c2"), event("e9", "c2")], utc(2026, 11, 21, 9, 5))
-    landing.put("contact_event/copy.jsonl", [event("e1", "c1", name="logout"), event("e9", "c2"), event("e9", "c2")], utc(2026, 11, 21, 9, 6))
+    landing.put(
+        "contact_event/late.jsonl", [event("e1", "c1", name="logout"), event("e9", "c2"), event("e9", "c2")], utc(2026, 11, 21, 9, 5)
+    )
+    landing.put(
+        "contact_event/copy.jsonl", [event("e1", "c1", name="logout"), event("e9", "c2"), event("e9", "c2")], utc(2026, 11, 21, 9, 6)
+    )
     landing.put("account_event/broken.jsonl.gz", b"not gzip at all", utc(2026, 11, 21, 9, 8))
     landing.put("group/moves.json", '[{"contact_key": "c1", "account_key": "acme.io"}]', utc(2026, 11, 21, 9, 7))
     return landing

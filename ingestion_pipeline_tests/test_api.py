@@ -310,7 +310,9 @@ def test_upload_json_lands_the_body_at_its_file_key(api):
     out = r.json()
     assert set(out) == {"status", "message", "file_key"} and out["status"] == "success"
     key = out["file_key"]
-    assert FILE_KEY.fullmatch(key) and key.startswith(f"contact_event/{time.strftime('%Y/%m/%d', time.gmtime())}/") and key.endswith(".json")
+    assert (
+        FILE_KEY.fullmatch(key) and key.startswith(f"contact_event/{time.strftime('%Y/%m/%d', time.gmtime())}/") and key.endswith(".json")
+    )
     with api.store().open_path(key) as fh:
         assert fh.read() == body
     status = api.request("GET", f"/ingestion/files/{key}").json()
@@ -321,8 +323,11 @@ def test_upload_json_over_the_limit_by_content_length_is_413_before_the_body_is_
     before = landed_files(local_api)
     with socket.create_connection(("127.0.0.1", local_api.port), timeout=10) as s:
         s.sendall(
-            b"POST /ingestion/upload-json HTTP/1.1\r\nHost: test\r\nx-api-key: " + KEY.encode()
-            + b"\r\ncontent-type: application/json\r\ncontent-length: " + str(MIB + 1).encode() + b"\r\n\r\n"
+            b"POST /ingestion/upload-json HTTP/1.1\r\nHost: test\r\nx-api-key: "
+            + KEY.encode()
+            + b"\r\ncontent-type: application/json\r\ncontent-length: "
+            + str(MIB + 1).encode()
+            + b"\r\n\r\n"
         )
         head, body = raw_response(s)  # no body byte was sent: the answer cannot wait for it
     assert head.startswith("HTTP/1.1 413 "), head
@@ -363,7 +368,9 @@ def test_a_body_just_under_the_limit_is_read(local_api):
     assert r.status_code == 200, r.text
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/jsonl", "application/x-www-form-urlencoded", "application/json; charset=latin-1"])
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/jsonl", "application/x-www-form-urlencoded", "application/json; charset=latin-1"]
+)
 def test_upload_json_needs_a_json_content_type(local_api, content_type):
     headers = {"content-type": content_type} if content_type else {}
     body = json.dumps({"stream": "contact", "data": [contact("c1", "a@x.io")]}).encode()
@@ -399,7 +406,12 @@ def test_invalid_records_are_refused_with_their_index_field_and_rule_and_nothing
 
 
 def test_event_records_are_checked_for_timestamps(local_api):
-    data = [event("e1", "c1"), event("e2", "c1", ts="yesterday"), event("e3", "c1", ts="1970-01-01T00:00:00Z"), event("e4", "c1", event_type="account_event")]
+    data = [
+        event("e1", "c1"),
+        event("e2", "c1", ts="yesterday"),
+        event("e3", "c1", ts="1970-01-01T00:00:00Z"),
+        event("e4", "c1", event_type="account_event"),
+    ]
     body = assert_error(local_api.post("/ingestion/upload-json", {"stream": "contact_event", "data": data}), 422, "invalid_records")
     assert [(e["index"], e["field"], e["rule"]) for e in body["errors"]] == [
         (1, "event_timestamp", "invalid_timestamp"),
@@ -618,7 +630,7 @@ def test_a_tampered_or_expired_local_upload_url_is_403(local_api):
         "no expiry": f"{base}?signature={signature}",
         "other key": url.replace(key, key.replace(key.rsplit("/", 1)[1][:8], "00000000")),
     }
-    for name, bad in cases.items():
+    for bad in cases.values():
         assert_error(requests.put(bad, data=data, timeout=10), 403, "invalid_signature")
     past = int(time.time()) - 5
     expired = f"{base}?expires={past}&signature={sign(key, past)}"
@@ -631,9 +643,7 @@ def test_a_signed_upload_over_the_limit_is_413_and_leaves_nothing(local_api):
     url, key = upload_url(local_api)
     parts = urlsplit(url)
     with socket.create_connection(("127.0.0.1", local_api.port), timeout=10) as s:
-        s.sendall(
-            f"PUT {parts.path}?{parts.query} HTTP/1.1\r\nHost: test\r\ncontent-length: {3 * 1024**3}\r\n\r\n".encode()
-        )
+        s.sendall(f"PUT {parts.path}?{parts.query} HTTP/1.1\r\nHost: test\r\ncontent-length: {3 * 1024**3}\r\n\r\n".encode())
         head, body = raw_response(s)
     assert head.startswith("HTTP/1.1 413 ") and body["error_code"] == "payload_too_large", head
 
@@ -660,9 +670,21 @@ def test_generate_upload_url_checks_its_request(local_api):
         ("content_type", "invalid_value"),
         ("content_encoding", "missing_field"),
     ]
-    assert_error(local_api.request("POST", "/ingestion/generate-upload-url", data=b"{", headers={"content-type": "application/json"}), 422, "invalid_json")
-    assert_error(local_api.request("POST", "/ingestion/generate-upload-url", data=b"[]", headers={"content-type": "application/json"}), 422, "invalid_request")
-    assert_error(local_api.request("POST", "/ingestion/generate-upload-url", data=b"{}", headers={"content-type": "text/plain"}), 415, "unsupported_media_type")
+    assert_error(
+        local_api.request("POST", "/ingestion/generate-upload-url", data=b"{", headers={"content-type": "application/json"}),
+        422,
+        "invalid_json",
+    )
+    assert_error(
+        local_api.request("POST", "/ingestion/generate-upload-url", data=b"[]", headers={"content-type": "application/json"}),
+        422,
+        "invalid_request",
+    )
+    assert_error(
+        local_api.request("POST", "/ingestion/generate-upload-url", data=b"{}", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    )
 
 
 # --- the published contract -------------------------------------------------------------
@@ -683,7 +705,13 @@ def test_the_published_openapi_keeps_every_reference_path_and_schema(local_api):
     assert {"/ingestion/files/{file_key}", "/ingestion/uploads/{file_key}"} <= set(published["paths"])
     assert published["servers"] == [{"url": local_api.url, "description": "This server"}]
     assert "ErrorResponse" in published["components"]["schemas"]
-    assert set(published["components"]["responses"]) >= {"Unauthorized", "PayloadTooLarge", "UnsupportedMediaType", "ValidationFailed", "NotFound"}
+    assert set(published["components"]["responses"]) >= {
+        "Unauthorized",
+        "PayloadTooLarge",
+        "UnsupportedMediaType",
+        "ValidationFailed",
+        "NotFound",
+    }
     accepted = reference["components"]["schemas"]["AcceptedStream"]["enum"]
     from ingestion_pipeline.api.keys import API_STREAMS
 
@@ -694,13 +722,22 @@ def test_schemathesis_finds_no_server_error(local_api, tmp_path):
     st = Path(sys.executable).with_name("st")
     done = subprocess.run(
         [
-            str(st), "--no-color", "run", f"{local_api.url}/openapi.json",
-            "--checks", "not_a_server_error",
-            "--header", f"x-api-key: {KEY}",
-            "--max-examples", "50",
-            "--phases", "fuzzing",
-            "--seed", "20261120",
-            "--request-timeout", "20",
+            str(st),
+            "--no-color",
+            "run",
+            f"{local_api.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--header",
+            f"x-api-key: {KEY}",
+            "--max-examples",
+            "50",
+            "--phases",
+            "fuzzing",
+            "--seed",
+            "20261120",
+            "--request-timeout",
+            "20",
         ],
         capture_output=True,
         text=True,
@@ -756,9 +793,18 @@ def test_an_unexpected_error_is_a_generic_500_with_a_request_id_and_details_only
         messages.append(message)
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-        "path": "/boom", "raw_path": b"/boom", "query_string": b"", "root_path": "",
-        "headers": [(b"host", b"test")], "client": ("127.0.0.1", 1), "server": ("test", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/boom",
+        "raw_path": b"/boom",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test")],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
     }
     asyncio.run(app(scope, receive, send))
     start, body = messages[0], b"".join(m.get("body", b"") for m in messages[1:])

@@ -5,7 +5,7 @@ GET /ingestion/files/{file_key} reports what happened to each file."""
 from __future__ import annotations
 
 import gzip
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -22,7 +22,7 @@ from .test_api import event, free_port, jsonl, put_upload, start_api_server, upl
 
 
 def recent(hours: float = 1) -> str:
-    return (datetime.now(timezone.utc) - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (datetime.now(UTC) - timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 CONTACTS = [contact("c1", "a@x.io", {"plan": "pro"}), contact("c2", "B@X.io"), contact("c3", "c@x.io", utm_source="ads")]
@@ -51,7 +51,18 @@ def upload_both(server) -> tuple[str, str, str]:
 
 def assert_reported(server, json_key: str, gz_key: str) -> None:
     loaded = server.request("GET", f"/ingestion/files/{json_key}").json()
-    keys = ("status", "stream", "format", "rows_read", "rows_loaded", "rows_rejected", "rows_duplicate", "first_error", "schema_drift", "rejected_records")
+    keys = (
+        "status",
+        "stream",
+        "format",
+        "rows_read",
+        "rows_loaded",
+        "rows_rejected",
+        "rows_duplicate",
+        "first_error",
+        "schema_drift",
+        "rejected_records",
+    )
     assert {k: loaded[k] for k in keys} == {
         "status": "loaded",
         "stream": "contact",
@@ -66,7 +77,9 @@ def assert_reported(server, json_key: str, gz_key: str) -> None:
     }
     assert loaded["landed_at"] and loaded["processed_at"] and loaded["size_bytes"] > 0
     partial = server.request("GET", f"/ingestion/files/{gz_key}").json()
-    assert {k: partial[k] for k in ("status", "stream", "format", "rows_read", "rows_loaded", "rows_rejected", "rows_duplicate", "schema_drift")} == {
+    assert {
+        k: partial[k] for k in ("status", "stream", "format", "rows_read", "rows_loaded", "rows_rejected", "rows_duplicate", "schema_drift")
+    } == {
         "status": "partially_loaded",
         "stream": "contact_event",
         "format": "jsonl.gz",

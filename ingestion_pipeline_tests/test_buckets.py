@@ -112,9 +112,7 @@ def test_the_bucketed_build_equals_one_merge_of_everything(settings, landing, wa
     landing.put("contact_event/a.jsonl", many_events(2000), utc(2026, 11, 20, 8))
     landing.put("contact_event/b.jsonl", many_events(2000, start=1000, day=21), utc(2026, 11, 21, 8))
     landing.put("contact/c.jsonl", [contact(f"c{i}", f"u{i}@x.com", {"n": i}) for i in range(500)], utc(2026, 11, 20, 8))
-    landing.put(
-        "contact/d.jsonl", [contact(f"c{i}", f"new{i}@x.com", {"n": None, "m": i}) for i in range(250, 750)], utc(2026, 11, 21, 8)
-    )
+    landing.put("contact/d.jsonl", [contact(f"c{i}", f"new{i}@x.com", {"n": None, "m": i}) for i in range(250, 750)], utc(2026, 11, 21, 8))
     for day in (DAY1, DAY2):
         run_day(settings, landing, "contact_event", day)
         run_day(settings, landing, "contact", day)

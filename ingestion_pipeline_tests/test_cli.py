@@ -60,7 +60,10 @@ def test_console_script_runs_ingest_on_an_empty_landing(tmp_path):
     (tmp_path / "landing").mkdir()
     proc = subprocess.run(
         [str(exe), "ingest", "--landing", str(tmp_path / "landing"), "--warehouse", str(tmp_path / "wh")],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"Nothing pending in {tmp_path / 'landing'}."
@@ -96,7 +99,9 @@ def test_a_failed_file_fails_the_run_but_the_days_other_files_reach_the_tables(s
     assert "failed            track/t.jsonl" in result.output
     assert "RuntimeError: disk on fire" in result.output
     assert "contact_event_batch: " in result.output  # why the run failed, by step
-    out = runner.invoke(main, ["query", "--warehouse", str(settings.warehouse_dir), "--format", "csv", "select event_id from contact_events"])
+    out = runner.invoke(
+        main, ["query", "--warehouse", str(settings.warehouse_dir), "--format", "csv", "select event_id from contact_events"]
+    )
     assert out.output.split() == ["event_id", "e1"]
 
 

@@ -67,7 +67,7 @@ def test_a_backfill_run_and_a_cli_ingest_at_the_same_time(sequential, tmp_path):
                 con = Warehouse(warehouse).connect()
                 reads.append(con.execute("SELECT count(*) FROM contacts").fetchone()[0])
                 con.execute("SELECT count(*) FROM ingested_files WHERE status = 'failed'").fetchone()
-            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+            except Exception as exc:
                 errors.append(exc)
             time.sleep(0.05)
 
@@ -111,7 +111,10 @@ def test_a_run_that_cannot_get_the_lock_in_time_fails_cleanly_and_the_next_run_l
         held = ingest(landing.root, warehouse.root, env={"INGEST_LOCK_TIMEOUT_SECONDS": "1"})
     assert held.returncode == 1
     assert "error: run " in held.stderr and "for landing day 2026-11-20 failed" in held.stderr
-    assert "contact_batch: ingestion_pipeline.warehouse.LockTimeout: gave up waiting for the warehouse (a commit or table build) after 1 s: held by pid " in held.stderr
+    assert (
+        "contact_batch: ingestion_pipeline.warehouse.LockTimeout: gave up waiting for the warehouse (a commit or table build) after 1 s: held by pid "
+        in held.stderr
+    )
     assert read_ledger(warehouse).is_empty()  # nothing recorded: the file is still pending
     again = ingest(landing.root, warehouse.root)
     assert again.returncode == 0, again.stderr
@@ -121,6 +124,7 @@ def test_a_run_that_cannot_get_the_lock_in_time_fails_cleanly_and_the_next_run_l
 def test_the_partition_lock_names_what_it_waits_for(tmp_path):
     warehouse = Warehouse(tmp_path / "warehouse")
     said: list[str] = []
+
     def second_run():
         with warehouse.partition_lock("contact", "2026-11-20", said.append):
             said.append("got it")

@@ -61,7 +61,9 @@ def test_corpus_case(case: Case, tmp_path):
 
     rejects = con.sql("select line, field, rule from rejected_records order by line nulls first, field").fetchall()
     assert rejects == list(case.rejects)
-    assert con.execute("select count(*) from rejected_records where file <> ? or stream <> ?", [case.path, case.stream]).fetchall() == [(0,)]
+    assert con.execute("select count(*) from rejected_records where file <> ? or stream <> ?", [case.path, case.stream]).fetchall() == [
+        (0,)
+    ]
 
     keys = sorted(r[0] for r in con.sql(f"select {case.key_sql} from {case.table}").fetchall())
     assert keys == sorted(case.keys)

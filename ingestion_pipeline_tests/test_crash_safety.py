@@ -105,7 +105,7 @@ def crash_and_recover(landing: Path, root: Path, n: int, label: str) -> tuple[in
             dup = con.execute("SELECT count(*) - count(DISTINCT file_id) FROM ingested_files").fetchone()[0]
             if dup:
                 problems.append(f"point {n}: the ledger holds {dup} duplicate file row(s) mid-way")
-        except Exception as exc:  # noqa: BLE001 - reported with the point
+        except Exception as exc:
             problems.append(f"point {n} ({label}): a reader failed on the interrupted warehouse: {exc}")
     rerun = ingest(landing, warehouse)
     if rerun.returncode != 0:

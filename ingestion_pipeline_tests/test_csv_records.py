@@ -9,7 +9,9 @@ import json
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from ingestion_pipeline.csv_records import iter_csv_records
 from ingestion_pipeline.formats import DecodedReader, FileRejected, detect_format
@@ -77,7 +79,7 @@ def test_a_stray_quote_costs_its_own_record_only(batch_bytes):
         b"contact_key,email,note\n"
         b'u1,a@x.com,"ok, fine"\n'
         b'u2,b@x.com,"He said "hi" ok"\n'  # quote inside a quoted field, not doubled
-        b'u3,c@x.com,5\'10"\n'  # a quote inside an unquoted field is a character
+        b"u3,c@x.com,5'10\"\n"  # a quote inside an unquoted field is a character
         b'u4,d@x.com,"multi\nline"\n'
         b"u5,e@x.com,plain\n"
     )
@@ -125,7 +127,11 @@ def test_last_record_without_a_newline_and_a_bom_header():
     ("data", "rule", "message"),
     [
         (b"email,contact_key,email\nx,y,z\n", "duplicate_column", "column 'email' appears twice in the header (columns 1 and 3)"),
-        (b"contact_key,mail\nu1,a@x.com\n", "missing_column", "required column 'email' missing from the CSV header (columns: contact_key, mail)"),
+        (
+            b"contact_key,mail\nu1,a@x.com\n",
+            "missing_column",
+            "required column 'email' missing from the CSV header (columns: contact_key, mail)",
+        ),
         (b'contact_key,"email\nu1,a\n', "invalid_header", "the header row is not valid CSV"),
     ],
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -34,8 +34,16 @@ def test_definitions_load_with_every_asset_check_sensor_and_schedule():
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys == {
-        "contact_batch", "account_batch", "contact_event_batch", "account_event_batch", "crm_batch",
-        "contacts", "accounts", "contact_events", "account_events", "crm_leads",
+        "contact_batch",
+        "account_batch",
+        "contact_event_batch",
+        "account_event_batch",
+        "crm_batch",
+        "contacts",
+        "accounts",
+        "contact_events",
+        "account_events",
+        "crm_leads",
     }
     contacts_deps = repo.asset_graph.get(dg.AssetKey("contacts")).parent_keys
     assert contacts_deps == {dg.AssetKey("contact_batch"), dg.AssetKey("account_batch")}
@@ -48,7 +56,9 @@ def test_definitions_load_with_every_asset_check_sensor_and_schedule():
     assert freshness == tables
     schedule = defs.get_schedule_def("freshness_schedule")
     assert (schedule.cron_schedule, schedule.job_name, schedule.default_status) == (
-        "0 * * * *", "freshness_job", dg.DefaultScheduleStatus.RUNNING,
+        "0 * * * *",
+        "freshness_job",
+        dg.DefaultScheduleStatus.RUNNING,
     )
     # The freshness job runs the checks alone: no asset is materialised by it.
     freshness_job = defs.resolve_job_def("freshness_job")
@@ -57,9 +67,7 @@ def test_definitions_load_with_every_asset_check_sensor_and_schedule():
 
 
 def evaluate_sensor(instance, definitions, cursor=None):
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, definitions=definitions, resources=definitions.resources
-    )
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions, resources=definitions.resources)
     data = landing_sensor.evaluate_tick(context)
     return data
 
@@ -79,9 +87,7 @@ def snapshot(ingest):
     con = ingest.warehouse().connect()
     tables = ["contacts", "contact_events", "rejected_records"]
     out = {t: con.sql(f"select * from {t} order by all").fetchall() for t in tables}
-    out["ingested_files"] = con.sql(
-        "select * exclude (processed_at, run_id) from ingested_files order by file"
-    ).fetchall()
+    out["ingested_files"] = con.sql("select * exclude (processed_at, run_id) from ingested_files order by file").fetchall()
     return out
 
 
@@ -95,7 +101,10 @@ def test_sensor_requests_one_run_per_landing_day_and_runs_build_the_tables(insta
     requests = sorted(tick.run_requests, key=lambda r: r.partition_key)
     assert [r.partition_key for r in requests] == ["2026-11-20", "2026-11-21"]
     assert sorted(k.to_user_string() for k in requests[0].asset_selection) == [
-        "contact_batch", "contact_event_batch", "contact_events", "contacts",
+        "contact_batch",
+        "contact_event_batch",
+        "contact_events",
+        "contacts",
     ]
     assert sorted(k.to_user_string() for k in requests[1].asset_selection) == ["contact_batch", "contacts"]
     # The same pending files always give the same run keys.
@@ -135,7 +144,7 @@ def test_sensor_requests_one_run_per_landing_day_and_runs_build_the_tables(insta
 
 
 def test_sensor_waits_until_a_file_has_settled(instance, landing, ingest):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     landing.put("contact/fresh.jsonl", [contact("c1", "a@x.io")], now)
     definitions = build_definitions(ingest)
     first = evaluate_sensor(instance, definitions)
@@ -163,7 +172,7 @@ def test_daily_sweep_requests_yesterday_and_pending_days_of_the_last_week(instan
     definitions = build_definitions(ingest)
     context = dg.build_schedule_context(
         instance=instance,
-        scheduled_execution_time=datetime(2026, 11, 23, 0, 15, tzinfo=timezone.utc),
+        scheduled_execution_time=datetime(2026, 11, 23, 0, 15, tzinfo=UTC),
         repository_def=definitions.get_repository_def(),
         resources=definitions.resources,
     )
@@ -211,9 +220,7 @@ def test_files_landed_before_the_first_partition_are_reported_not_requested(land
     landing.put("contact/new.jsonl", [contact("c2", "b@x.io")], utc(2026, 11, 20))
     groups = pending_by_partition(Settings(landing_url=str(landing.root), warehouse_dir=landing.root.parent / "wh"), landing.store)
     tick = settled_groups(groups, {}, settle_seconds=5, limit=100, now=utc(2026, 11, 23).timestamp())
-    assert {part[1].isoformat(): [f.path for f in files] for part, files in tick.ready.items()} == {
-        "2026-11-20": ["contact/new.jsonl"]
-    }
+    assert {part[1].isoformat(): [f.path for f in files] for part, files in tick.ready.items()} == {"2026-11-20": ["contact/new.jsonl"]}
     assert tick.before_first_day == ["contact/ancient.jsonl"]
     assert tick.unsettled == {}
 
@@ -226,7 +233,9 @@ def test_sensor_rebuilds_a_table_left_behind_its_batches_once_no_run_is_active(i
     (request,) = evaluate_sensor(instance, definitions).run_requests
     job = definitions.resolve_job_def("ingest_job")
     # Only the batch step ran: the day is committed (ledger says loaded), the table is not built.
-    assert job.execute_in_process(partition_key=request.partition_key, asset_selection=[dg.AssetKey("contact_batch")], instance=instance).success
+    assert job.execute_in_process(
+        partition_key=request.partition_key, asset_selection=[dg.AssetKey("contact_batch")], instance=instance
+    ).success
     active = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": "2026-11-21"})
     assert evaluate_sensor(instance, definitions).run_requests == []  # the active run rebuilds tables itself
     instance.report_run_failed(active)
@@ -241,7 +250,7 @@ def test_sensor_rebuilds_a_table_left_behind_its_batches_once_no_run_is_active(i
 
 
 def test_the_freshness_job_warns_about_a_stream_whose_newest_file_is_past_its_deadline(instance, landing, settings):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], now - timedelta(hours=3))
     landing.put("contact_event/e.jsonl", [event("e1", "c1")], now - timedelta(hours=3))
     ingest = IngestResource(

@@ -80,7 +80,15 @@ def land_two_days(landing):
     )
     landing.put(
         "account_event/day2.jsonl",
-        [{"event_id": "ae-1", "account_id": "acme.com", "event": "renewal", "event_timestamp": "2026-11-21T08:00:00Z", "event_properties": {}}],
+        [
+            {
+                "event_id": "ae-1",
+                "account_id": "acme.com",
+                "event": "renewal",
+                "event_timestamp": "2026-11-21T08:00:00Z",
+                "event_properties": {},
+            }
+        ],
         utc(2026, 11, 21, 10),
     )
 
@@ -365,7 +373,13 @@ def test_contact_id_1_erases_only_rows_of_contact_1(settings, landing, warehouse
     report = erase(settings, contact_id="1", requested_at=ERASED_AT)
 
     after = snapshot(warehouse)
-    erased = {("contact_event/e.jsonl", 1), ("contact_event/e.jsonl", 2), ("contact_event/e.jsonl", 3), ("track/t.csv", 3), ("track/t.csv", 5)}
+    erased = {
+        ("contact_event/e.jsonl", 1),
+        ("contact_event/e.jsonl", 2),
+        ("contact_event/e.jsonl", 3),
+        ("track/t.csv", 3),
+        ("track/t.csv", 5),
+    }
     assert sorted(after["rejected_records"].select("file", "line").rows()) == sorted(set(rejected) - erased)
     assert report.rows_removed["rejected_records"] == 5
     assert after["contact_events"].select("event_id").rows() == [("ev-h",)]
@@ -539,7 +553,10 @@ def test_query_reads_the_erasures_table_of_any_warehouse(settings):
     settings.warehouse_dir.mkdir()
     out = CliRunner().invoke(main, ["query", "--warehouse", str(settings.warehouse_dir), "--format", "csv", "select * from erasures"])
     assert out.exit_code == 0, out.output
-    assert out.output == "erasure_id,requested_at,subject_kind,subject_sha256,contact_id_sha256,email_sha256,status,rows_removed,completed_at\n"
+    assert (
+        out.output
+        == "erasure_id,requested_at,subject_kind,subject_sha256,contact_id_sha256,email_sha256,status,rows_removed,completed_at\n"
+    )
 
 
 def test_console_script_erases_by_contact_id(settings, landing, warehouse, loaded):
@@ -559,7 +576,9 @@ def erase_cli(warehouse_dir, *args, env=None):
     """The real console script, in its own process (so it can be killed)."""
     cli = str(Path(sys.executable).with_name("ingestion-pipeline"))
     environ = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")} | (env or {})
-    return subprocess.run([cli, "erase", "--warehouse", str(warehouse_dir), *args], env=environ, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [cli, "erase", "--warehouse", str(warehouse_dir), *args], env=environ, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_an_erase_killed_between_cells_and_records_is_finished_by_the_next_erase(settings, landing, warehouse, loaded, tmp_path):
@@ -569,7 +588,9 @@ def test_an_erase_killed_between_cells_and_records_is_finished_by_the_next_erase
     assert erase_cli(probe, "--contact-id", ANN, env={"INGEST_CRASH_TRACE": str(trace)}).returncode == 0
     points = [line.split("\t") for line in trace.read_text().splitlines()]
     # the batch's property cells of Ann are rewritten, the records are not yet
-    (point,) = [int(n) for n, label in points if label.startswith("writing temp") and "_batches/contact/" in label and "records" in label][:1]
+    (point,) = [int(n) for n, label in points if label.startswith("writing temp") and "_batches/contact/" in label and "records" in label][
+        :1
+    ]
     killed = erase_cli(settings.warehouse_dir, "--contact-id", ANN, env={"INGEST_CRASH_AT": str(point)})
     assert killed.returncode == -9
     assert warehouse.connect().sql("select status from erasures").fetchall() == [("in_progress",)]

@@ -128,7 +128,9 @@ def test_track_event_id_is_the_dedupe_key_first_in_a_file_most_recent_across_fil
 
 
 def test_group_membership_one_account_per_contact_latest_wins(settings, landing, warehouse):
-    landing.put("identify/u.jsonl", [{"contact_key": "u1", "email": "u1@x.com"}, {"contact_key": "u2", "email": "u2@x.com"}], utc(2026, 11, 20, 7))
+    landing.put(
+        "identify/u.jsonl", [{"contact_key": "u1", "email": "u1@x.com"}, {"contact_key": "u2", "email": "u2@x.com"}], utc(2026, 11, 20, 7)
+    )
     landing.put(
         "group/g1.jsonl",
         [
@@ -208,8 +210,7 @@ def test_csv_for_every_stream_with_properties_from_non_standard_columns(settings
     landing.put("group/g.csv", "contact_key,account_key,name\nu9,a2,Globex\n", landed)
     landing.put(
         "crm/leads.csv",
-        "email,account,created_at,is_worked,is_converted,amount,worked_date,team\n"
-        "e@x.com,acme,1763625600,false,TRUE,99.5,,red\n",
+        "email,account,created_at,is_worked,is_converted,amount,worked_date,team\ne@x.com,acme,1763625600,false,TRUE,99.5,,red\n",
         landed,
     )
     reports = ingest_all(settings, landing)
@@ -232,7 +233,7 @@ def test_csv_for_every_stream_with_properties_from_non_standard_columns(settings
         ("a1", "acme.com", '{"employees":"12"}'),
         ("a2", "globex.com", '{"name":"Globex"}'),
     ]
-    track_id = "trk_" + hashlib.sha256("u9\x1fviewed\x1f2025-11-20T08:00:00.000000Z".encode()).hexdigest()[:32]
+    track_id = "trk_" + hashlib.sha256(b"u9\x1fviewed\x1f2025-11-20T08:00:00.000000Z").hexdigest()[:32]
     assert rows(warehouse, "select event_id, contact_id, event, event_timestamp, properties from contact_events order by event_id") == [
         ("e1", "c1", "login", utc(2026, 11, 20, 7), '{"n":1}'),
         ("e2", "c1", "logout", utc(2025, 11, 20, 8), "{}"),
@@ -272,7 +273,9 @@ def test_same_content_under_the_same_or_another_name_changes_no_table(settings, 
 
 def test_identical_bytes_in_another_folder_are_not_a_duplicate(settings, landing, warehouse):
     # The same bytes mean different records in contact_event/ and account_event/.
-    line = json.dumps({"event_id": "e1", "contact_id": "x1", "account_id": "x1", "event": "e", "event_timestamp": 1763625600, "event_properties": {}})
+    line = json.dumps(
+        {"event_id": "e1", "contact_id": "x1", "account_id": "x1", "event": "e", "event_timestamp": 1763625600, "event_properties": {}}
+    )
     landing.put("contact_event/a.jsonl", line + "\n", utc(2026, 11, 20, 8))
     landing.put("account_event/a.jsonl", line + "\n", utc(2026, 11, 20, 9))
     ingest_all(settings, landing)

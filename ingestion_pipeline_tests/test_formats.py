@@ -10,7 +10,6 @@ import zlib
 import polars as pl
 import pytest
 
-from ingestion_pipeline.streams import FEEDS
 from ingestion_pipeline.formats import (
     DecodedReader,
     FileFormat,
@@ -20,6 +19,7 @@ from ingestion_pipeline.formats import (
     iter_records,
 )
 from ingestion_pipeline.settings import Settings
+from ingestion_pipeline.streams import FEEDS
 
 # --- detect_format -------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
@@ -17,7 +17,7 @@ UTC_TS = pl.Datetime("us", "UTC")
 
 
 def t(day: int, hour: int = 0) -> datetime:
-    return datetime(2024, 5, day, hour, tzinfo=timezone.utc)
+    return datetime(2024, 5, day, hour, tzinfo=UTC)
 
 
 def shuffled(frame: pl.DataFrame, seed: int) -> pl.DataFrame:
@@ -216,7 +216,9 @@ def _expected_text(props: dict) -> str:
 
 def test_current_entities_merges_properties_key_by_key_newest_wins():
     out = _entities(_records(VERSIONS), _cells(VERSIONS))
-    got = [(r["contact_id"], r["email"], json.loads(r["properties"]), r["first_seen_at"], r["updated_at"]) for r in out.iter_rows(named=True)]
+    got = [
+        (r["contact_id"], r["email"], json.loads(r["properties"]), r["first_seen_at"], r["updated_at"]) for r in out.iter_rows(named=True)
+    ]
     assert got == EXPECTED_ENTITIES
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 
 from ingestion_pipeline import normalise as norm
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def _apply(fn, value):

@@ -19,14 +19,14 @@ file within its time budget on a 2-core machine.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from ingestion_pipeline.devtools import seaweedfs
-from ingestion_pipeline.devtools.dagster_dev import DagsterDev as BaseDagsterDev
 from ingestion_pipeline.devtools.dagster_dev import LOCATION, processes_with_env
+from ingestion_pipeline.devtools.dagster_dev import DagsterDev as BaseDagsterDev
 from ingestion_pipeline.warehouse import Warehouse
 
 from .conftest import contact, event, file_bytes
@@ -234,7 +234,7 @@ class Operator:
         """Lands a file; returns its landing day (the partition: LastModified's UTC date)."""
         self.client.put_object(Bucket=self.s3.bucket, Key=f"{PREFIX}/{rel}", Body=file_bytes(rel, records))
         head = self.client.head_object(Bucket=self.s3.bucket, Key=f"{PREFIX}/{rel}")
-        self.landed[rel] = head["LastModified"].astimezone(timezone.utc)
+        self.landed[rel] = head["LastModified"].astimezone(UTC)
         return self.landed[rel].date().isoformat()
 
     def stop_store(self) -> None:
@@ -250,7 +250,7 @@ class Operator:
         precondition, not a timing assertion); once per module."""
         if self.freshness_run_id is None:
             stale_from = self.landed["account/acc.jsonl"] + ACCOUNT_DEADLINE
-            time.sleep(max(0.0, (stale_from - datetime.now(timezone.utc)).total_seconds() + 1))
+            time.sleep(max(0.0, (stale_from - datetime.now(UTC)).total_seconds() + 1))
             self.freshness_run_id = self.dev.launch("freshness_job")
         return self.freshness_run_id
 
@@ -307,7 +307,9 @@ def test_a_partition_run_launched_through_graphql_succeeds_and_the_ui_shows_part
         assert assets[batch]["assetPartitionStatuses"]["ranges"] == [{"status": "MATERIALIZED", "startKey": day, "endKey": day}]
     assert assets["crm_batch"]["partitionStats"]["numMaterialized"] == 0  # nothing launched for it
     assert {c["name"] for c in assets["contacts"]["assetChecksOrError"]["checks"]} == {
-        "unique_key", "no_failed_files", "landing_freshness",
+        "unique_key",
+        "no_failed_files",
+        "landing_freshness",
     }
 
     for asset, check in [
@@ -324,7 +326,9 @@ def test_a_partition_run_launched_through_graphql_succeeds_and_the_ui_shows_part
     ]:
         execution = dev.check_execution(asset, check)
         assert (execution["runId"], execution["status"], execution["evaluation"]["success"]) == (
-            first_load["runId"], "SUCCEEDED", True,
+            first_load["runId"],
+            "SUCCEEDED",
+            True,
         ), (asset, check, execution)
     freshness = dev.check_execution("contact_events", "landing_freshness")["evaluation"]
     assert freshness["severity"] == "WARN"
@@ -361,9 +365,7 @@ def retry_chain(dev: DagsterDev, root_run_id: str, timeout: float = 150) -> list
         time.sleep(1)
 
 
-def test_an_unreachable_landing_store_fails_the_run_clearly_is_retried_and_repair_loads_exactly_the_missing_data(
-    operator, first_load
-):
+def test_an_unreachable_landing_store_fails_the_run_clearly_is_retried_and_repair_loads_exactly_the_missing_data(operator, first_load):
     dev, day = operator.dev, operator.day
     # New files land (a new contact, a changed one, a new event and a resent one)...
     days = {
@@ -414,8 +416,13 @@ def test_an_unreachable_landing_store_fails_the_run_clearly_is_retried_and_repai
     for batch in ("contact_batch", "contact_event_batch"):
         assert assets[batch]["partitionStats"] == {"numMaterialized": 1, "numFailed": 0, "numMaterializing": 0}
         assert assets[batch]["assetPartitionStatuses"]["ranges"] == [{"status": "MATERIALIZED", "startKey": day, "endKey": day}]
-    for asset, check in [("contacts", "unique_key"), ("contacts", "no_failed_files"), ("contact_events", "unique_key"),
-                         ("contact_batch", "files_reconcile"), ("contact_events", "landing_freshness")]:
+    for asset, check in [
+        ("contacts", "unique_key"),
+        ("contacts", "no_failed_files"),
+        ("contact_events", "unique_key"),
+        ("contact_batch", "files_reconcile"),
+        ("contact_events", "landing_freshness"),
+    ]:
         assert dev.check_execution(asset, check, repair["runId"])["status"] == "SUCCEEDED", (asset, check)
 
     # Exactly the missing data, once: c3 and the newer c1 properties, e2; e1 stays one row.

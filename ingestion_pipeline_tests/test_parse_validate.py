@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
@@ -12,7 +12,7 @@ from ingestion_pipeline.parse import JsonParser
 from ingestion_pipeline.streams import STREAMS
 from ingestion_pipeline.validate import Validator
 
-LANDED = datetime(2024, 6, 1, tzinfo=timezone.utc)
+LANDED = datetime(2024, 6, 1, tzinfo=UTC)
 LINE_SCHEMA = {"line": pl.Int64, "raw": pl.String, "error": pl.String, "message": pl.String}
 
 BASE = {
@@ -106,9 +106,21 @@ REJECT_CASES = [
     ("invalid_json_garbage", "account", "not json at all", None, "invalid_json"),
     ("invalid_json_trailing_text", "contact", record("contact") + " trailing", None, "invalid_json"),
     ("nan_value", "contact", '{"contact_id":"c2","email":"a@b.com","contact_properties":{"x":NaN}}', None, "invalid_json"),
-    ("nan_top_level_with_space", "contact", '{"contact_id":"c2","email":"a@b.com","contact_properties":{},"score": NaN}', None, "invalid_json"),
+    (
+        "nan_top_level_with_space",
+        "contact",
+        '{"contact_id":"c2","email":"a@b.com","contact_properties":{},"score": NaN}',
+        None,
+        "invalid_json",
+    ),
     ("infinity_value", "contact_event", record("contact_event")[:-1] + ', "x": Infinity}', None, "invalid_json"),
-    ("negative_infinity_value", "account", '{"account_id":"a2","domain":"acme.com","account_properties":{"x":-Infinity}}', None, "invalid_json"),
+    (
+        "negative_infinity_value",
+        "account",
+        '{"account_id":"a2","domain":"acme.com","account_properties":{"x":-Infinity}}',
+        None,
+        "invalid_json",
+    ),
     ("infinity_in_array", "account_event", record("account_event")[:-1] + ', "v": [1, Infinity]}', None, "invalid_json"),
     ("json_array_line", "contact", "[1, 2]", None, "not_an_object"),
     ("json_array_of_object_line", "contact", "[" + record("contact") + "]", None, "not_an_object"),
@@ -156,23 +168,57 @@ REJECT_CASES = [
     ("invalid_email_space", "contact", record("contact", email="a b@c.com"), "email", "invalid_email"),
     ("invalid_domain_no_dot", "account", record("account", domain="acme"), "domain", "invalid_domain"),
     ("invalid_domain_space", "account", record("account", domain="not a domain"), "domain", "invalid_domain"),
-    ("unparseable_timestamp", "contact_event", record("contact_event", event_timestamp="yesterday"), "event_timestamp", "invalid_timestamp"),
-    ("unparseable_timestamp_bad_month", "account_event", record("account_event", event_timestamp="2024-13-01"), "event_timestamp", "invalid_timestamp"),
-    ("pre_1990_timestamp", "contact_event", record("contact_event", event_timestamp="1989-12-31T23:59:59Z"), "event_timestamp", "timestamp_out_of_range"),
+    (
+        "unparseable_timestamp",
+        "contact_event",
+        record("contact_event", event_timestamp="yesterday"),
+        "event_timestamp",
+        "invalid_timestamp",
+    ),
+    (
+        "unparseable_timestamp_bad_month",
+        "account_event",
+        record("account_event", event_timestamp="2024-13-01"),
+        "event_timestamp",
+        "invalid_timestamp",
+    ),
+    (
+        "pre_1990_timestamp",
+        "contact_event",
+        record("contact_event", event_timestamp="1989-12-31T23:59:59Z"),
+        "event_timestamp",
+        "timestamp_out_of_range",
+    ),
     ("pre_1990_unix_seconds", "account_event", record("account_event", event_timestamp=86400), "event_timestamp", "timestamp_out_of_range"),
     ("negative_unix", "contact_event", record("contact_event", event_timestamp=-1), "event_timestamp", "timestamp_out_of_range"),
-    ("future_timestamp", "contact_event", record("contact_event", event_timestamp="2024-06-02T00:00:01Z"), "event_timestamp", "timestamp_out_of_range"),
+    (
+        "future_timestamp",
+        "contact_event",
+        record("contact_event", event_timestamp="2024-06-02T00:00:01Z"),
+        "event_timestamp",
+        "timestamp_out_of_range",
+    ),
     # discriminator
     ("wrong_type_in_contact", "contact", record("contact", type="account"), "type", "wrong_stream"),
     ("wrong_type_in_account", "account", record("account", type="contact"), "type", "wrong_stream"),
-    ("wrong_event_type_in_contact_event", "contact_event", record("contact_event", event_type="account_event"), "event_type", "wrong_stream"),
-    ("wrong_event_type_in_account_event", "account_event", record("account_event", event_type="contact_event"), "event_type", "wrong_stream"),
+    (
+        "wrong_event_type_in_contact_event",
+        "contact_event",
+        record("contact_event", event_type="account_event"),
+        "event_type",
+        "wrong_stream",
+    ),
+    (
+        "wrong_event_type_in_account_event",
+        "account_event",
+        record("account_event", event_type="contact_event"),
+        "event_type",
+        "wrong_stream",
+    ),
 ]
 
 
-@pytest.mark.parametrize(
-    ("stream", "bad", "field", "rule"), [c[1:] for c in REJECT_CASES], ids=[c[0] for c in REJECT_CASES]
-)
+@pytest.mark.parametrize(("stream", "bad", "field", "rule"), [c[1:] for c in REJECT_CASES], ids=[c[0] for c in REJECT_CASES])
 def test_bad_record_is_rejected_with_line_field_rule_and_others_load(stream, bad, field, rule):
     valid, rejects = check_one_bad_line(stream, bad)
     assert reject_rows(rejects) == [(2, field, rule)]
@@ -182,9 +228,7 @@ def test_bad_record_is_rejected_with_line_field_rule_and_others_load(stream, bad
 
 def test_reject_frame_schema():
     _, rejects = check_one_bad_line("contact", "[1]")
-    assert rejects.schema == pl.Schema(
-        {"line": pl.Int64, "field": pl.String, "rule": pl.String, "message": pl.String, "raw": pl.String}
-    )
+    assert rejects.schema == pl.Schema({"line": pl.Int64, "field": pl.String, "rule": pl.String, "message": pl.String, "raw": pl.String})
 
 
 def test_record_breaking_several_rules_is_reported_once_under_first_field():
@@ -283,7 +327,11 @@ def test_valid_rows_keep_their_line_numbers():
 
 @pytest.mark.parametrize(
     ("email", "expected"),
-    [(" Alice@Example.COM ", "alice@example.com"), ("Bob.Smith+tag@Mail.Example.ORG", "bob.smith+tag@mail.example.org"), ("a@b.com", "a@b.com")],
+    [
+        (" Alice@Example.COM ", "alice@example.com"),
+        ("Bob.Smith+tag@Mail.Example.ORG", "bob.smith+tag@mail.example.org"),
+        ("a@b.com", "a@b.com"),
+    ],
 )
 def test_email_is_normalised_in_email_norm(email, expected):
     valid, rejects = run("contact", [record("contact", email=email)])
@@ -305,15 +353,15 @@ def test_domain_is_normalised_in_domain_norm(domain, expected):
 @pytest.mark.parametrize(
     ("ts", "expected"),
     [
-        ("2024-05-01T10:00:00+02:00", datetime(2024, 5, 1, 8, tzinfo=timezone.utc)),
-        ("2024-05-01", datetime(2024, 5, 1, tzinfo=timezone.utc)),
-        (1714550400, datetime(2024, 5, 1, 8, tzinfo=timezone.utc)),
-        (1714550400000, datetime(2024, 5, 1, 8, tzinfo=timezone.utc)),
-        (1714550400123456, datetime(2024, 5, 1, 8, 0, 0, 123456, tzinfo=timezone.utc)),
-        (1714550400.5, datetime(2024, 5, 1, 8, 0, 0, 500000, tzinfo=timezone.utc)),
-        ("1714550400", datetime(2024, 5, 1, 8, tzinfo=timezone.utc)),
-        ("2024-06-02T00:00:00Z", datetime(2024, 6, 2, tzinfo=timezone.utc)),  # exactly landed_at + 1 day
-        ("1990-01-01T00:00:00Z", datetime(1990, 1, 1, tzinfo=timezone.utc)),
+        ("2024-05-01T10:00:00+02:00", datetime(2024, 5, 1, 8, tzinfo=UTC)),
+        ("2024-05-01", datetime(2024, 5, 1, tzinfo=UTC)),
+        (1714550400, datetime(2024, 5, 1, 8, tzinfo=UTC)),
+        (1714550400000, datetime(2024, 5, 1, 8, tzinfo=UTC)),
+        (1714550400123456, datetime(2024, 5, 1, 8, 0, 0, 123456, tzinfo=UTC)),
+        (1714550400.5, datetime(2024, 5, 1, 8, 0, 0, 500000, tzinfo=UTC)),
+        ("1714550400", datetime(2024, 5, 1, 8, tzinfo=UTC)),
+        ("2024-06-02T00:00:00Z", datetime(2024, 6, 2, tzinfo=UTC)),  # exactly landed_at + 1 day
+        ("1990-01-01T00:00:00Z", datetime(1990, 1, 1, tzinfo=UTC)),
     ],
 )
 def test_event_timestamp_is_normalised_to_utc(ts, expected):

@@ -43,7 +43,9 @@ def test_day_loads_valid_records_rejects_bad_ones_and_reconciles(settings, landi
     report = run_day(settings, landing, "contact_event", DAY1)
     build_table(settings, "contact_event")
 
-    assert table(warehouse, "select event_id, contact_id, event, event_timestamp, properties, _source_line from contact_events order by event_id").rows() == [
+    assert table(
+        warehouse, "select event_id, contact_id, event, event_timestamp, properties, _source_line from contact_events order by event_id"
+    ).rows() == [
         ("e1", "c1", "signup", utc(2026, 11, 20, 10), '{"plan":"pro"}', 1),
         ("e2", "c2", "login", utc(2025, 11, 20, 10), "{}", 2),
     ]
@@ -54,10 +56,17 @@ def test_day_loads_valid_records_rejects_bad_ones_and_reconciles(settings, landi
     ]
     row = report.files[0]
     assert (row["status"], row["rows_read"], row["rows_loaded"], row["rows_rejected"], row["rows_duplicate"]) == (
-        "partially_loaded", 6, 2, 3, 1,
+        "partially_loaded",
+        6,
+        2,
+        3,
+        1,
     )
     assert row["rows_read"] == row["rows_loaded"] + row["rows_rejected"] + row["rows_duplicate"]
-    assert row["first_error"] == "line 4: invalid_json: record is not valid JSON: Expecting property name enclosed in double quotes at column 2"
+    assert (
+        row["first_error"]
+        == "line 4: invalid_json: record is not valid JSON: Expecting property name enclosed in double quotes at column 2"
+    )
 
 
 def test_later_file_wins_over_earlier_for_same_event_id(settings, landing, warehouse):
@@ -67,9 +76,7 @@ def test_later_file_wins_over_earlier_for_same_event_id(settings, landing, wareh
     run_day(settings, landing, "contact_event", DAY2)
     run_day(settings, landing, "contact_event", DAY1)
     build_table(settings, "contact_event")
-    assert table(warehouse, "select event_id, event, _source_file from contact_events").rows() == [
-        ("e1", "new", "contact_event/b.jsonl")
-    ]
+    assert table(warehouse, "select event_id, event, _source_file from contact_events").rows() == [("e1", "new", "contact_event/b.jsonl")]
 
 
 def test_contact_properties_merge_key_by_key_and_null_removes_key(settings, landing, warehouse):
@@ -139,13 +146,8 @@ def test_unreadable_files_are_rejected_whole_with_a_reason(settings, landing, wa
 
 def _snapshot(warehouse):
     con = warehouse.connect()
-    return {
-        t: con.sql(f"select * from {t} order by all").pl()
-        for t in ("contacts", "contact_events", "rejected_records")
-    } | {
-        "ingested_files": con.sql(
-            "select * exclude (processed_at, run_id) from ingested_files order by file"
-        ).pl()
+    return {t: con.sql(f"select * from {t} order by all").pl() for t in ("contacts", "contact_events", "rejected_records")} | {
+        "ingested_files": con.sql("select * exclude (processed_at, run_id) from ingested_files order by file").pl()
     }
 
 
@@ -192,10 +194,15 @@ def test_file_replaced_in_place_is_ingested_as_a_new_version(settings, landing, 
 def test_json_document_and_array_files_load_with_record_positions(settings, landing, warehouse):
     landing.put(
         "account/upload.json",
-        json.dumps({"stream": "account", "data": [
-            {"account_id": "a1", "domain": "https://www.Example.com/x", "account_properties": {"n": 1}},
-            {"account_id": "a2", "domain": "not a domain", "account_properties": {}},
-        ]}),
+        json.dumps(
+            {
+                "stream": "account",
+                "data": [
+                    {"account_id": "a1", "domain": "https://www.Example.com/x", "account_properties": {"n": 1}},
+                    {"account_id": "a2", "domain": "not a domain", "account_properties": {}},
+                ],
+            }
+        ),
         utc(2026, 11, 20),
     )
     run_day(settings, landing, "account", DAY1)

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ from ingestion_pipeline.warehouse import Warehouse
 
 from .conftest import DAY1
 
-UTC = timezone.utc
+UTC = UTC
 DAY_START = datetime(DAY1.year, DAY1.month, DAY1.day, tzinfo=UTC)
 
 CONTACT_IDS = ["c1", "c2", "c3", "C4", "c-5"]
@@ -290,9 +290,7 @@ def _check(stream: str, files: list[LandedSpec]) -> None:
 
         ledger = {
             r[0]: r[1:]
-            for r in con.sql(
-                "select file, status, rows_read, rows_loaded, rows_rejected, rows_duplicate from ingested_files"
-            ).fetchall()
+            for r in con.sql("select file, status, rows_read, rows_loaded, rows_rejected, rows_duplicate from ingested_files").fetchall()
         }
         assert set(ledger) == {f.path for f in files}
         rejected = con.sql("select file, line, rule from rejected_records").fetchall()
@@ -311,9 +309,7 @@ def _check(stream: str, files: list[LandedSpec]) -> None:
             rows = con.sql("select contact_id, email, properties from contacts").fetchall()
             assert {cid: (email, json.loads(props)) for cid, email, props in rows} == expected
         else:
-            rows = con.sql(
-                "select event_id, contact_id, event, event_timestamp, _source_file, _source_line from contact_events"
-            ).fetchall()
+            rows = con.sql("select event_id, contact_id, event, event_timestamp, _source_file, _source_line from contact_events").fetchall()
             assert {r[0]: tuple(r[1:]) for r in rows} == expected
 
 

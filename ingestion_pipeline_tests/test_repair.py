@@ -26,7 +26,9 @@ LONG = "x" * 3000
 
 
 def put_day(landing):
-    landing.put("contact/a.jsonl", [contact("c1", "a@x.io"), contact("c2", "b@x.io", {"bio": LONG}), contact("c3", "c@x.io")], utc(2026, 11, 20, 8))
+    landing.put(
+        "contact/a.jsonl", [contact("c1", "a@x.io"), contact("c2", "b@x.io", {"bio": LONG}), contact("c3", "c@x.io")], utc(2026, 11, 20, 8)
+    )
     landing.put("contact/b.jsonl", [contact("c4", "d@x.io")], utc(2026, 11, 20, 9))
 
 
@@ -37,9 +39,7 @@ def test_reprocess_after_a_limit_change_reports_the_change_in_counts(settings, l
     assert first.changes() == []  # nothing before: a first run changes nothing it can compare
     stricter = settings.__class__(**{**settings.__dict__, "max_record_bytes": 1024})
     again = ingest_partition(stricter, landing.store, "contact", DAY1, run_id="r2", reprocess=True)
-    assert again.changes() == [
-        "contact/a.jsonl: status loaded -> partially_loaded, rows_loaded 3 -> 2 (-1), rows_rejected 0 -> 1 (+1)"
-    ]
+    assert again.changes() == ["contact/a.jsonl: status loaded -> partially_loaded, rows_loaded 3 -> 2 (-1), rows_rejected 0 -> 1 (+1)"]
     build_table(stricter, "contact")
     con = warehouse.connect()
     assert con.sql("select contact_id from contacts order by 1").fetchall() == [("c1",), ("c3",), ("c4",)]
@@ -87,7 +87,9 @@ def test_a_lost_table_is_rebuilt_by_the_next_ingest(settings, landing, monkeypat
     assert result.exit_code == 0, result.output
     assert "rebuilding contacts: behind the committed batches" in result.output
     assert stale_tables(settings) == []
-    out = CliRunner().invoke(main, ["query", "--warehouse", str(settings.warehouse_dir), "--format", "json", "select contact_id, email from contacts"])
+    out = CliRunner().invoke(
+        main, ["query", "--warehouse", str(settings.warehouse_dir), "--format", "json", "select contact_id, email from contacts"]
+    )
     assert json.loads(out.output) == [{"contact_id": "c1", "email": "a@x.io"}]
 
 
@@ -150,7 +152,11 @@ def test_a_reprocess_killed_between_its_batch_and_its_ledger_is_committed_by_the
     trace = tmp_path / "trace.tsv"
     args = [sys.executable, "-c", REPROCESS, str(landing.root), str(warehouse.root)]
     subprocess.run(args, env=clean_env({"INGEST_CRASH_TRACE": str(trace)}), check=True, cwd=tmp_path)
-    (point,) = [int(n) for n, label in (line.split("\t") for line in trace.read_text().splitlines()) if label.startswith("renamed") and "_batches/contact" in label and "records" in label][:1] or [0]
+    (point,) = [
+        int(n)
+        for n, label in (line.split("\t") for line in trace.read_text().splitlines())
+        if label.startswith("renamed") and "_batches/contact" in label and "records" in label
+    ][:1] or [0]
     # Start again from the first ingest's state, then kill the reprocess right after its batch is in place.
     shutil.rmtree(warehouse.root)
     assert ingest(landing.root, warehouse.root).returncode == 0

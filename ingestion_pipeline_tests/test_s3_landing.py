@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -61,7 +61,7 @@ def test_listing_paginates_skips_in_progress_names_and_versions_by_etag(s3_landi
     first = files[0]
     head = s3_landing.client.head_object(Bucket="landing", Key=f"{s3_landing.prefix}/{first.path}")
     assert first.version == head["ETag"].strip('"') and first.size == head["ContentLength"]
-    assert first.landed_at == head["LastModified"].astimezone(timezone.utc)
+    assert first.landed_at == head["LastModified"].astimezone(UTC)
     # Same key, new content: a new version (new ETag), so a new file_id.
     s3_landing.put(first.path, [contact("c0", "changed@x.io")])
     again = store.stat(first.path)
@@ -125,7 +125,9 @@ def test_write_move_and_delete_are_what_the_api_builds_on(s3_landing):
 
 def test_ingest_from_s3_builds_the_same_tables_and_ledger(s3_landing, s3_settings):
     s3_landing.put("contact/2026/11/23/a.jsonl.gz", [contact("c1", " A@X.io", {"plan": "pro"}), "{oops"])
-    s3_landing.put("contact_event/e.csv", "event_id,contact_id,event,event_timestamp,event_properties\ne1,c1,login,2026-11-20T10:00:00Z,{}\n")
+    s3_landing.put(
+        "contact_event/e.csv", "event_id,contact_id,event,event_timestamp,event_properties\ne1,c1,login,2026-11-20T10:00:00Z,{}\n"
+    )
     s3_landing.put("identify/i.jsonl", [{"contact_key": "c2", "email": "b@x.io", "plan": "free"}])
     s3_landing.put("contact/dup.jsonl.gz", [contact("c1", " A@X.io", {"plan": "pro"}), "{oops"])  # same bytes as a.jsonl.gz
     ledger, failures = run_ingest(s3_settings, echo=lambda *a, **k: None)
@@ -139,7 +141,7 @@ def test_ingest_from_s3_builds_the_same_tables_and_ledger(s3_landing, s3_setting
     }
     a = by_file["contact/2026/11/23/a.jsonl.gz"]
     head = s3_landing.client.head_object(Bucket="landing", Key=f"{s3_landing.prefix}/contact/2026/11/23/a.jsonl.gz")
-    assert a["landed_at"] == head["LastModified"].astimezone(timezone.utc)
+    assert a["landed_at"] == head["LastModified"].astimezone(UTC)
     assert (a["rows_read"], a["rows_loaded"], a["rows_rejected"], a["size_bytes"]) == (2, 1, 1, head["ContentLength"])
     assert rows(s3_settings, "select contact_id, email, properties from contacts order by 1") == [
         ("c1", "a@x.io", '{"plan":"pro"}'),
@@ -163,7 +165,9 @@ def test_cli_ingest_reads_the_landing_url_and_endpoint_from_the_environment(s3_l
     done = subprocess.run([str(exe), "ingest"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "loaded            contact/a.jsonl  read=1 loaded=1 rejected=0 duplicate=0" in done.stdout
-    out = subprocess.run([str(exe), "query", "--format", "json", "select contact_id from contacts"], env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [str(exe), "query", "--format", "json", "select contact_id from contacts"], env=env, capture_output=True, text=True
+    )
     assert json.loads(out.stdout) == [{"contact_id": "c1"}]
 
 
@@ -185,7 +189,7 @@ def evaluate(instance, ingest: IngestResource, cursor=None):
 
 
 def test_a_tick_lists_recent_date_prefixes_and_a_slice_of_the_sweep_from_its_high_water_key(s3_landing):
-    today = datetime.now(timezone.utc)
+    today = datetime.now(UTC)
     recent = f"contact/{today - timedelta(days=1):%Y/%m/%d}/0123456789abcdef0123456789abcdef.json"
     s3_landing.put(recent, json.dumps({"stream": "contact", "data": [contact("c1", "a@x.io")]}))
     for i in range(5):
@@ -226,7 +230,9 @@ def test_the_sensor_on_s3_keeps_its_sweep_in_the_cursor_and_waits_for_no_settlin
     sweep = json.loads(tick.cursor)["sweep"]
     assert sweep["folder"] is None and time.time() - sweep["started_at"] < 60
     job = build_definitions(ingest).resolve_job_def("ingest_job")
-    result = job.execute_in_process(partition_key=request.partition_key, asset_selection=request.asset_selection, instance=instance, tags=request.tags)
+    result = job.execute_in_process(
+        partition_key=request.partition_key, asset_selection=request.asset_selection, instance=instance, tags=request.tags
+    )
     assert result.success
     assert rows(s3_settings, "select contact_id from contacts") == [("c1",)]
     assert evaluate(instance, ingest, cursor=tick.cursor).run_requests == []

@@ -14,8 +14,9 @@ import os
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator, Sequence
 from importlib import metadata
-from typing import Any, AsyncIterator, Sequence
+from typing import Any
 
 import polars as pl
 from fastapi import Depends, FastAPI, Request
@@ -98,10 +99,14 @@ def require_json_content_type(request: Request) -> None:
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding != "identity":
         raise ApiError(
-            415, "unsupported_media_type", f"Content-Encoding {encoding[:40]!r} is not accepted here: send plain JSON (gzip files go through generate-upload-url)"
+            415,
+            "unsupported_media_type",
+            f"Content-Encoding {encoding[:40]!r} is not accepted here: send plain JSON (gzip files go through generate-upload-url)",
         )
     media, _, params = request.headers.get("content-type", "").partition(";")
-    charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";") if p.strip().lower().startswith("charset=")), "utf-8")
+    charset = next(
+        (p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";") if p.strip().lower().startswith("charset=")), "utf-8"
+    )
     if media.strip().lower() != "application/json" or charset not in ("utf-8", "utf8"):
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json (UTF-8)")
 
@@ -122,7 +127,9 @@ def _require_choice(obj: dict, field: str, choices: Sequence[str], errors: list)
         errors.append({"field": field, "rule": "missing_field", "message": f"field '{field}' is required: one of {', '.join(choices)}"})
     elif value not in choices:
         shown = json.dumps(value)[:100]
-        errors.append({"field": field, "rule": "invalid_value", "message": f"field '{field}' must be one of {', '.join(choices)}, got {shown}"})
+        errors.append(
+            {"field": field, "rule": "invalid_value", "message": f"field '{field}' must be one of {', '.join(choices)}, got {shown}"}
+        )
     return value
 
 
@@ -199,7 +206,9 @@ class IngestionApi:
         try:
             if upload.size > self.options.max_upload_bytes:
                 raise ApiError(
-                    422, "upload_too_large", f"{file_key}: {upload.size} bytes exceeds the upload limit of {self.options.max_upload_bytes} bytes"
+                    422,
+                    "upload_too_large",
+                    f"{file_key}: {upload.size} bytes exceeds the upload limit of {self.options.max_upload_bytes} bytes",
                 )
             with self.store.open_path(pending) as raw:
                 sample = check_upload_sample(raw, file_key, stream_of(file_key), self.settings)
@@ -443,9 +452,13 @@ def create_app(
             and signature_ok(api.signing_key, file_key, int(expires), signature)
         )
         if not valid:
-            raise ApiError(403, "invalid_signature", "the upload URL is not valid: request a new one from POST /ingestion/generate-upload-url")
+            raise ApiError(
+                403, "invalid_signature", "the upload URL is not valid: request a new one from POST /ingestion/generate-upload-url"
+            )
         if int(expires) < time.time():
-            raise ApiError(403, "upload_url_expired", "the upload URL has expired: request a new one from POST /ingestion/generate-upload-url")
+            raise ApiError(
+                403, "upload_url_expired", "the upload URL has expired: request a new one from POST /ingestion/generate-upload-url"
+            )
         size = await api.receive_upload(request, file_key)
         return {
             "status": "uploaded",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 import polars as pl
@@ -84,7 +84,7 @@ def check_json_upload(body: bytes, settings: Settings) -> tuple[str, int]:
         raise _reject(exc.message.split(": ", 1)[-1], exc.rule) from None
     if records is None or records.height != len(data):
         raise _reject("request body is not a JSON document the pipeline can read")
-    valid, rejects = check_records(stream, records, datetime.now(timezone.utc))
+    valid, rejects = check_records(stream, records, datetime.now(UTC))
     if rejects.height:
         errors = [
             {"index": line - 1, "field": field, "rule": rule, "message": message}
@@ -155,7 +155,7 @@ def check_upload_sample(raw: BinaryIO, file_key: str, stream: str, settings: Set
     if lines.is_empty():
         raise _reject(f"{file_key}: the upload has no records (an empty JSON lines file)", "empty_file")
     lines = lines.sort("line").head(SAMPLE_LINES)
-    valid, rejects = check_records(stream, lines, datetime.now(timezone.utc))
+    valid, rejects = check_records(stream, lines, datetime.now(UTC))
     first = describe_reject(*rejects.row(0)[:4]) if rejects.height else None
     if valid == 0:
         errors = [

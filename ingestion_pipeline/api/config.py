@@ -57,7 +57,7 @@ class ApiOptions:
             raise ConfigError(f"JSON body limit must be positive, got {self.max_json_bytes}")
 
     @classmethod
-    def from_env(cls) -> "ApiOptions":
+    def from_env(cls) -> ApiOptions:
         signing = os.environ.get("INGEST_UPLOAD_SIGNING_KEY") or None
         public = (os.environ.get("INGEST_API_PUBLIC_URL") or "").strip().rstrip("/") or None
         if public is not None and not public.startswith(("http://", "https://")):
@@ -65,9 +65,7 @@ class ApiOptions:
         return cls(
             max_json_bytes=_int_env("INGEST_API_MAX_JSON_BYTES", DEFAULT_MAX_JSON_BYTES, 1, 64 * MIB),
             max_upload_bytes=_int_env("INGEST_API_MAX_UPLOAD_BYTES", MAX_UPLOAD_BYTES, 1, MAX_UPLOAD_BYTES),
-            upload_url_ttl_seconds=_int_env(
-                "INGEST_UPLOAD_URL_TTL_SECONDS", DEFAULT_UPLOAD_URL_TTL_SECONDS, 1, MAX_UPLOAD_URL_TTL_SECONDS
-            ),
+            upload_url_ttl_seconds=_int_env("INGEST_UPLOAD_URL_TTL_SECONDS", DEFAULT_UPLOAD_URL_TTL_SECONDS, 1, MAX_UPLOAD_URL_TTL_SECONDS),
             signing_key=signing.encode() if signing else None,
             public_url=public,
         )

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..streams import STREAMS
 
@@ -28,7 +28,7 @@ SIGNATURE_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
 def new_file_key(stream: str, suffix: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{stream}/{now:%Y/%m/%d}/{secrets.token_hex(16)}{suffix}"
 
 

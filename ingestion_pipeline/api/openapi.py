@@ -95,7 +95,11 @@ SCHEMAS: dict[str, Any] = {
                 "type": ["string", "null"],
                 "description": "Unknown top-level fields found in the file (kept in the record's properties), comma-separated",
             },
-            "rejected_records": {"type": "array", "items": _ref("RejectedRecord"), "description": "The first rejected records (at most 10)"},
+            "rejected_records": {
+                "type": "array",
+                "items": _ref("RejectedRecord"),
+                "description": "The first rejected records (at most 10)",
+            },
         },
         "description": "Where a file is in the pipeline: its ledger row and first rejected records",
     },
@@ -171,7 +175,10 @@ EXTRA_PATHS: dict[str, Any] = {
                 "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
             },
             "responses": {
-                "200": {"description": "Stored, awaiting confirmation", "content": {"application/json": {"schema": _ref("SignedUploadResponse")}}},
+                "200": {
+                    "description": "Stored, awaiting confirmation",
+                    "content": {"application/json": {"schema": _ref("SignedUploadResponse")}},
+                },
                 "403": {"$ref": "#/components/responses/Forbidden"},
                 "404": {"$ref": "#/components/responses/NotFound"},
                 "413": {"$ref": "#/components/responses/PayloadTooLarge"},

@@ -39,9 +39,7 @@ def column_schema(schema: pl.Schema | dict) -> dg.TableSchema:
 
 
 def files_table(rows: list[dict]) -> dg.MetadataValue:
-    schema = dg.TableSchema(
-        columns=[dg.TableColumn(c, "int" if LEDGER_SCHEMA[c] == pl.Int64 else "string") for c in LEDGER_COLUMNS]
-    )
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, "int" if LEDGER_SCHEMA[c] == pl.Int64 else "string") for c in LEDGER_COLUMNS])
     records = [dg.TableRecord({c: (r[c] if r[c] is not None else "") for c in LEDGER_COLUMNS}) for r in rows]
     return dg.MetadataValue.table(records=records, schema=schema)
 
@@ -55,11 +53,7 @@ def reprocess_changes(report: PartitionReport) -> dg.MetadataValue:
 
 
 def reconciliation_check(rows: list[dict], asset_key: dg.AssetKey) -> dg.AssetCheckResult:
-    broken = [
-        r["file"]
-        for r in rows
-        if r["rows_read"] != r["rows_loaded"] + r["rows_rejected"] + r["rows_duplicate"]
-    ]
+    broken = [r["file"] for r in rows if r["rows_read"] != r["rows_loaded"] + r["rows_rejected"] + r["rows_duplicate"]]
     return dg.AssetCheckResult(
         check_name="files_reconcile",
         asset_key=asset_key,
@@ -111,8 +105,7 @@ def make_batch_asset(spec: StreamSpec) -> dg.AssetsDefinition:
         changes = report.changes()
         if config.reprocess:
             context.log.info(
-                f"reprocessed {len(report.files)} file(s): "
-                + ("; ".join(changes) if changes else "no per-file count changed")
+                f"reprocessed {len(report.files)} file(s): " + ("; ".join(changes) if changes else "no per-file count changed")
             )
         if report.errors:
             # The day's other files are committed: their records reach the tables
@@ -161,9 +154,7 @@ def make_table_asset(spec: StreamSpec) -> dg.AssetsDefinition:
         kinds={"polars", "parquet", "duckdb"},
         description=f"Current state of `{spec.table}`: one row per {spec.key_label}, merged from every {spec.name} batch"
         + (" (account_id: the newest group/ membership)." if spec.extra_columns else "."),
-        check_specs=[
-            dg.AssetCheckSpec("unique_key", asset=key, blocking=True, description=f"{spec.key_label} is unique and never null")
-        ],
+        check_specs=[dg.AssetCheckSpec("unique_key", asset=key, blocking=True, description=f"{spec.key_label} is unique and never null")],
         pool=f"stream_{spec.name}",
     )
     def table(context: dg.AssetExecutionContext, ingest: IngestResource) -> dg.MaterializeResult:

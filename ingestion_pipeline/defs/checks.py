@@ -1,7 +1,7 @@
 """Asset checks that read the ledger: no file of a stream is left `failed`, and
 every stream's newest loaded file landed within its freshness deadline."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -25,7 +25,9 @@ def make_no_failed_files_check(spec: StreamSpec) -> dg.AssetChecksDefinition:
             passed=failed.is_empty(),
             metadata={
                 "failed_files": failed.height,
-                "files": dg.MetadataValue.md("\n".join(f"- {f}: {e}" for f, e in failed.select("file", "first_error").iter_rows()) or "none"),
+                "files": dg.MetadataValue.md(
+                    "\n".join(f"- {f}: {e}" for f, e in failed.select("file", "first_error").iter_rows()) or "none"
+                ),
             },
         )
 
@@ -55,7 +57,7 @@ freshness_check_keys = [dg.AssetCheckKey(dg.AssetKey(spec.table), FRESHNESS_CHEC
 )
 def landing_freshness_checks(context: dg.AssetCheckExecutionContext, ingest: IngestResource):
     ledger = read_ledger(ingest.warehouse(), ["stream", "landed_at", "status"])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for spec in STREAMS.values():
         key = dg.AssetCheckKey(dg.AssetKey(spec.table), FRESHNESS_CHECK)
         if key not in context.selected_asset_check_keys:

@@ -7,9 +7,9 @@ import dagster as dg
 from pydantic import field_validator
 
 from ..freshness import DEFAULT_FRESHNESS_HOURS, FRESHNESS_ENV, parse_freshness_hours
-from ..streams import STREAMS
 from ..landing import LandingStore, open_landing
 from ..settings import Settings
+from ..streams import STREAMS
 from ..warehouse import Warehouse
 
 

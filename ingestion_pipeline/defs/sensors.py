@@ -33,9 +33,7 @@ def days_with_active_runs(instance: dg.DagsterInstance, days: set[date]) -> set[
     files wait for it to finish instead of starting a second run of the same day."""
     busy = set()
     for day in days:
-        filters = dg.RunsFilter(
-            job_name=ingest_job.name, statuses=ACTIVE_RUN_STATUSES, tags={"dagster/partition": day.isoformat()}
-        )
+        filters = dg.RunsFilter(job_name=ingest_job.name, statuses=ACTIVE_RUN_STATUSES, tags={"dagster/partition": day.isoformat()})
         if instance.get_run_records(filters=filters, limit=1):
             busy.add(day)
     return busy
@@ -135,7 +133,9 @@ def landing_sensor(context: dg.SensorEvaluationContext, ingest: IngestResource):
     if not ready:
         repair = table_repair_request(context.instance, ingest)
         if repair is not None:
-            context.log.info(f"rebuilding {', '.join(k.to_user_string() for k in repair.asset_selection)}: older than their committed batches")
+            context.log.info(
+                f"rebuilding {', '.join(k.to_user_string() for k in repair.asset_selection)}: older than their committed batches"
+            )
             return [repair]
         waiting = f"; {len(unsettled)} file(s) still settling" if unsettled else ""
         if busy:

@@ -48,16 +48,15 @@ def main() -> None:
             f"SeaweedFS S3 at {server.endpoint_url} (bucket {server.bucket}, {seeded} sample file(s) copied in)\n"
             f"Dagster UI at http://127.0.0.1:{args.ui_port}, ingestion API at http://127.0.0.1:{args.api_port} "
             f"(x-api-key from INGEST_API_KEYS, default local-dev-key)\n"
-            "To use the bucket from another shell:\n"
-            + "".join(f"  export {k}={v}\n" for k, v in server.env().items()),
+            "To use the bucket from another shell:\n" + "".join(f"  export {k}={v}\n" for k, v in server.env().items()),
             flush=True,
         )
-        children.append(subprocess.Popen(
-            [str(bin_dir / "ingestion-pipeline"), "serve", "--host", "127.0.0.1", "--port", str(args.api_port)], env=env
-        ))
-        children.append(subprocess.Popen(
-            [str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.ui_port)], env=env
-        ))
+        children.append(
+            subprocess.Popen([str(bin_dir / "ingestion-pipeline"), "serve", "--host", "127.0.0.1", "--port", str(args.api_port)], env=env)
+        )
+        children.append(
+            subprocess.Popen([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.ui_port)], env=env)
+        )
         children[-1].wait()
     except KeyboardInterrupt:
         pass

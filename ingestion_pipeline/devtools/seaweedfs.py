@@ -96,8 +96,15 @@ class SeaweedS3:
                 self.process.wait()
 
 
-def start(data_dir: Path, bucket: str = "landing", *, access_key: str = DEFAULT_ACCESS_KEY,
-          secret_key: str = DEFAULT_SECRET_KEY, s3_port: int | None = None, timeout: float = 60.0) -> SeaweedS3:
+def start(
+    data_dir: Path,
+    bucket: str = "landing",
+    *,
+    access_key: str = DEFAULT_ACCESS_KEY,
+    secret_key: str = DEFAULT_SECRET_KEY,
+    s3_port: int | None = None,
+    timeout: float = 60.0,
+) -> SeaweedS3:
     """Starts `weed mini` and waits until the bucket answers S3 requests."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,10 +115,19 @@ def start(data_dir: Path, bucket: str = "landing", *, access_key: str = DEFAULT_
         ports[f"{service}.port"] = port
         ports[f"{service}.port.grpc"] = port + GRPC_OFFSET
     args = [
-        weed_binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-master.telemetry=false", "-webdav=false", "-admin.ui=false",
-        "-s3.port.iceberg=0", "-s3.port.lance=0", f"-bucket={bucket}",
-        f"-filer.localSocket={data_dir / 'filer.sock'}", f"-s3.localSocket={data_dir / 's3.sock'}",
+        weed_binary(),
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-bucket={bucket}",
+        f"-filer.localSocket={data_dir / 'filer.sock'}",
+        f"-s3.localSocket={data_dir / 's3.sock'}",
         *(f"-{name}={port}" for name, port in ports.items()),
     ]
     env = {**os.environ, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key, "S3_BUCKET": bucket}
@@ -139,7 +155,7 @@ def _wait_until_serving(server: SeaweedS3, client, deadline: float, timeout: flo
             return
         except Exception:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"SeaweedFS did not serve bucket {bucket!r} within {timeout:.0f}s; see {log_path}")
+                raise RuntimeError(f"SeaweedFS did not serve bucket {bucket!r} within {timeout:.0f}s; see {log_path}") from None
             time.sleep(0.3)
 
 

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import BinaryIO, ContextManager, Iterator, Protocol
+from typing import BinaryIO, Protocol
 
 IN_PROGRESS_SUFFIXES = (".tmp", ".part")
 # API uploads wait here (outside every stream folder, so no sensor sees them) until
@@ -67,7 +69,7 @@ class LandingStore(Protocol):
     def write_bytes(self, path: str, data: bytes) -> LandedFile:
         """Writes `data` at `path` durably and atomically (no reader sees a partial file)."""
 
-    def writer(self, path: str) -> ContextManager[BinaryIO]:
+    def writer(self, path: str) -> AbstractContextManager[BinaryIO]:
         """A file object whose bytes appear at `path` only when the block exits cleanly."""
 
     def move(self, src: str, dst: str) -> LandedFile:

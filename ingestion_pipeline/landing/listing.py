@@ -8,7 +8,7 @@ so a file landed under any other name is seen within that time plus one sweep.""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .base import LandedFile, LandingStore
 
@@ -22,7 +22,7 @@ class SweepState:
     after: str | None = None  # high-water mark: the last path listed in that folder
 
     @classmethod
-    def from_json(cls, data: dict | None) -> "SweepState":
+    def from_json(cls, data: dict | None) -> SweepState:
         return cls(**data) if data else cls()
 
     def to_json(self) -> dict:
@@ -40,7 +40,7 @@ def list_for_tick(
 ) -> tuple[list[LandedFile], SweepState]:
     if not store.incremental_listing:
         return [f for folder in folders for f in store.list_files(folder)], state
-    today = datetime.fromtimestamp(now, timezone.utc).date()
+    today = datetime.fromtimestamp(now, UTC).date()
     files = {
         f.file_id: f
         for day in (today - timedelta(days=1), today)  # a URL made before midnight, confirmed after

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from ..warehouse import atomic_path, commit, fsync_dir
 from .base import LandedFile, is_in_progress
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class LocalLandingStore:

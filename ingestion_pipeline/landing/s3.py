@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from datetime import timezone
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from datetime import UTC
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 from .base import LandedFile, LandingError, is_in_progress
@@ -98,7 +99,7 @@ class S3LandingStore:
         return key[len(self.prefix) + 1 :] if self.prefix else key
 
     def _landed(self, path: str, size: int, etag: str, last_modified) -> LandedFile:
-        return LandedFile(path=path, size=size, version=etag.strip('"'), landed_at=last_modified.astimezone(timezone.utc))
+        return LandedFile(path=path, size=size, version=etag.strip('"'), landed_at=last_modified.astimezone(UTC))
 
     def _visible(self, obj: dict) -> LandedFile | None:
         """A listed object, unless it is a folder marker or an in-progress name at any level."""

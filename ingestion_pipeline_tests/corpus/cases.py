@@ -26,13 +26,13 @@ import io
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Callable
 
 MIB = 1024 * 1024
-LANDED_AT = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
+LANDED_AT = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 DAY = date(2026, 11, 20)
 
 # landing folder -> (stream, current-state table, SQL of the key of a row)
@@ -139,7 +139,7 @@ def contacts(n: int, prefix: str = "c") -> bytes:
     return jl(*(c(f"{prefix}{i}", props={"i": i, "pad": "x" * 40}) for i in range(1, n + 1)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gzip_bomb(decoded_bytes: int = 200 * MIB, prefix: bytes = b"") -> bytes:
     """`prefix`, then `decoded_bytes` of spaces and newlines, gzipped 1 MiB at a time
     (the decoded text is never held whole: the result is about 0.2% of its size)."""
@@ -183,8 +183,7 @@ def _deep_objects(levels: int) -> str:
 TRACK_UNESCAPED = '{"event_text":"signed up", "event_timestamp":1234567890, "contact_key":"abc1234", "key": "val"ue"}'
 TRACK_ESCAPED = '{"event_text":"signed up", "event_timestamp":1234567890, "contact_key":"abc1234", "key": "val\\"ue"}'
 TRACK_OTHER = (
-    '{"event_text":"added a friend", "event_timestamp":1234567890, "contact_key":"paul@madkudu.com", '
-    '"some_other_event_field":"some_value"}'
+    '{"event_text":"added a friend", "event_timestamp":1234567890, "contact_key":"paul@madkudu.com", "some_other_event_field":"some_value"}'
 )
 
 FILE = None  # the field of a whole-file rejection
@@ -306,7 +305,11 @@ CASES: list[Case] = [
     Case(
         "json_array_with_a_nan_element",
         "contact/nan_array.json",
-        b'[' + line(c("c1")) + b', {"contact_id": "c2", "email": "c2@example.com", "contact_properties": {"s": NaN}}, ' + line(c("c3")) + b']',
+        b"["
+        + line(c("c1"))
+        + b', {"contact_id": "c2", "email": "c2@example.com", "contact_properties": {"s": NaN}}, '
+        + line(c("c3"))
+        + b"]",
         "partially_loaded",
         (3, 2, 1, 0),
         "line 2: invalid_json: ",
@@ -400,9 +403,12 @@ CASES: list[Case] = [
         (3, 3, 0, 0),
         None,
         keys=("c1", "c2", "c3"),
-        values=(("select contact_id, email, _source_line from contacts order by 1", [
-            ("c1", "c1@example.com", 1), ("c2", "c2@example.com", 2), ("c3", "c3@example.com", 3)
-        ]),),
+        values=(
+            (
+                "select contact_id, email, _source_line from contacts order by 1",
+                [("c1", "c1@example.com", 1), ("c2", "c2@example.com", 2), ("c3", "c3@example.com", 3)],
+            ),
+        ),
     ),
     # ------------------------------------------------------- gzip and whole files
     whole("gzip_truncated_midstream", "contact/truncated.jsonl.gz", _truncated_gzip(), "corrupt_gzip"),
@@ -502,10 +508,7 @@ CASES: list[Case] = [
         "contact/small_batches.csv",
         csv_text(
             "contact_id,email,h",
-            *(
-                f"c{i},c{i}@example.com,5'{i}\"" if i % 2 else f'c{i},c{i}@example.com,"multi\nline {i}, ok"'
-                for i in range(1, 31)
-            ),
+            *(f"c{i},c{i}@example.com,5'{i}\"" if i % 2 else f'c{i},c{i}@example.com,"multi\nline {i}, ok"' for i in range(1, 31)),
         ),
         "loaded",
         (30, 30, 0, 0),
@@ -842,10 +845,10 @@ CASES: list[Case] = [
             (
                 "select event_id, event_timestamp from contact_events order by 1",
                 [
-                    ("e1", datetime(2026, 11, 20, 10, tzinfo=timezone.utc)),
-                    ("e4", datetime(1990, 1, 1, tzinfo=timezone.utc)),
-                    ("e7", datetime(2025, 11, 20, 10, tzinfo=timezone.utc)),
-                    ("e8", datetime(2026, 11, 21, 11, tzinfo=timezone.utc)),
+                    ("e1", datetime(2026, 11, 20, 10, tzinfo=UTC)),
+                    ("e4", datetime(1990, 1, 1, tzinfo=UTC)),
+                    ("e7", datetime(2025, 11, 20, 10, tzinfo=UTC)),
+                    ("e8", datetime(2026, 11, 21, 11, tzinfo=UTC)),
                 ],
             ),
         ),
@@ -1168,7 +1171,9 @@ CASES: list[Case] = [
         "line 3, field 'event_timestamp': invalid_timestamp: ",
         ((3, "event_timestamp", "invalid_timestamp"), (4, "event_text", "missing_field"), (5, "contact_key", "junk_identifier")),
         keys=("abc1234|login", "abc1234|signed up"),
-        values=(("select event, properties from contact_events order by 1", [("login", '{"plan":"pro"}'), ("signed up", '{"plan":"pro"}')]),),
+        values=(
+            ("select event, properties from contact_events order by 1", [("login", '{"plan":"pro"}'), ("signed up", '{"plan":"pro"}')]),
+        ),
     ),
     Case(
         "group_feed_bad_records",
@@ -1184,18 +1189,58 @@ CASES: list[Case] = [
         "line 2, field 'account_key': missing_field: ",
         ((2, "account_key", "missing_field"), (3, "contact_key", "junk_identifier")),
         keys=("Acme.com", "initech"),
-        values=(("select account_id, domain, properties from accounts order by 1", [("Acme.com", "acme.com", '{"name":"Acme"}'), ("initech", None, "{}")]),),
+        values=(
+            (
+                "select account_id, domain, properties from accounts order by 1",
+                [("Acme.com", "acme.com", '{"name":"Acme"}'), ("initech", None, "{}")],
+            ),
+        ),
     ),
     Case(
         "crm_feed_bad_values",
         "crm/leads.jsonl",
         jl(
-            {"email": "elon@tesla.com", "account": "tesla", "created_at": "1234567890", "is_worked": "true", "is_converted": "false", "amount": "2499"},
-            {"email": "a@tesla.com", "account": "tesla", "created_at": "1234567890", "is_worked": "maybe", "is_converted": "true", "amount": "1"},
-            {"email": "b@tesla.com", "account": "tesla", "created_at": "1234567890", "is_worked": "true", "is_converted": "true", "amount": "12abc"},
+            {
+                "email": "elon@tesla.com",
+                "account": "tesla",
+                "created_at": "1234567890",
+                "is_worked": "true",
+                "is_converted": "false",
+                "amount": "2499",
+            },
+            {
+                "email": "a@tesla.com",
+                "account": "tesla",
+                "created_at": "1234567890",
+                "is_worked": "maybe",
+                "is_converted": "true",
+                "amount": "1",
+            },
+            {
+                "email": "b@tesla.com",
+                "account": "tesla",
+                "created_at": "1234567890",
+                "is_worked": "true",
+                "is_converted": "true",
+                "amount": "12abc",
+            },
             {"email": "c@tesla.com", "account": "tesla", "created_at": "soon", "is_worked": "true", "is_converted": "true", "amount": "1"},
-            {"email": "not-an-email", "account": "tesla", "created_at": "1234567890", "is_worked": "true", "is_converted": "true", "amount": "1"},
-            {"email": "d@tesla.com", "account": "tesla", "created_at": "1234567890", "is_worked": "true", "is_converted": "true", "amount": "NaN"},
+            {
+                "email": "not-an-email",
+                "account": "tesla",
+                "created_at": "1234567890",
+                "is_worked": "true",
+                "is_converted": "true",
+                "amount": "1",
+            },
+            {
+                "email": "d@tesla.com",
+                "account": "tesla",
+                "created_at": "1234567890",
+                "is_worked": "true",
+                "is_converted": "true",
+                "amount": "NaN",
+            },
         ),
         "partially_loaded",
         (6, 1, 5, 0),
@@ -1234,7 +1279,14 @@ CASES: list[Case] = [
             {"event_id": "ae1", "account_id": "a1", "event": "renewal", "event_timestamp": 1763632800, "event_properties": {}},
             {"event_id": "ae2", "event": "renewal", "event_timestamp": 1763632800, "event_properties": {}},
             {"event_id": "ae3", "account_id": "-1", "event": "renewal", "event_timestamp": 1763632800, "event_properties": {}},
-            {"event_id": "ae4", "account_id": "a1", "event": "x", "event_timestamp": 1763632800, "event_properties": {}, "event_type": "contact_event"},
+            {
+                "event_id": "ae4",
+                "account_id": "a1",
+                "event": "x",
+                "event_timestamp": 1763632800,
+                "event_properties": {},
+                "event_type": "contact_event",
+            },
         ),
         "partially_loaded",
         (4, 1, 3, 0),
