@@ -9,7 +9,7 @@ export INGEST_LANDING_URL ?= data/landing
 export INGEST_WAREHOUSE_DIR ?= data/warehouse
 SQL ?= select status, count(*) as files, sum(rows_loaded) as rows_loaded, sum(rows_rejected) as rows_rejected from ingested_files group by status order by status
 
-.PHONY: venv landing home run run-s3 s3 serve test ingest query bench bench-latency bench-tick clean
+.PHONY: venv landing home run run-s3 s3 serve test ingest query bench bench-latency bench-tick bench-growth clean
 
 venv: $(STAMP)
 
@@ -70,6 +70,12 @@ bench-latency: venv
 # BENCH_LOCAL_NEW, BENCH_REPS). See bench/local_sensor_tick.py; bench/s3_sensor_tick.py is the S3 one.
 bench-tick: venv
 	$(BIN)/python bench/local_sensor_tick.py
+
+# Does ingest cost follow the increment (issue 13)? (A) a 1% day into a warehouse of 5M events + 200k contacts
+# against an empty one; (B) a 20-day backfill of 250k events a day, day 20 against day 1. Sizes: BENCH_GROWTH_EVENTS,
+# BENCH_GROWTH_CONTACTS, BENCH_GROWTH_DAY_EVENTS, BENCH_GROWTH_DAYS, BENCH_REPS (3). See bench/growth.py.
+bench-growth: venv
+	$(BIN)/python bench/growth.py
 
 clean:
 	rm -rf $(INGEST_WAREHOUSE_DIR) $(DAGSTER_HOME) data/warehouse-s3 $(DAGSTER_HOME_S3) .seaweedfs

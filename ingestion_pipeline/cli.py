@@ -16,6 +16,35 @@ import click
 
 from .settings import Settings
 
+format_option = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+warehouse_option = click.option(
+    "--warehouse",
+    "warehouse",
+    envvar="INGEST_WAREHOUSE_DIR",
+    help="Warehouse: a folder or s3://bucket/prefix [INGEST_WAREHOUSE_DIR, default data/warehouse]",
+)
+
+
+def existing_warehouse(settings: Settings, missing: str):
+    """The settings' warehouse, or a clear error when there is none there."""
+    from .warehouse import LEDGER, Warehouse
+
+    warehouse = Warehouse(settings.warehouse_dir)
+    exists = warehouse.lake.exists(LEDGER) if settings.warehouse_is_remote else Path(settings.warehouse_dir).is_dir()
+    if not exists:
+        raise click.ClickException(f"no warehouse at {settings.warehouse_dir}: {missing}")
+    refuse_legacy(warehouse)
+    return warehouse
+
+
+def refuse_legacy(warehouse) -> None:
+    from .warehouse import LegacyWarehouse
+
+    try:
+        warehouse.refuse_legacy()
+    except LegacyWarehouse as exc:
+        raise click.ClickException(str(exc)) from exc
+
 
 @click.group()
 def main() -> None:
@@ -33,16 +62,13 @@ def run_ingest(settings: Settings, echo=click.echo) -> tuple[list[dict], list[st
     from .defs.resources import IngestResource
     from .landing import open_landing
     from .ledger import read_ledger
-    from .pipeline import pending_by_partition, stale_tables, uncommitted_days
-    from .streams import STREAMS
+    from .pipeline import pending_by_partition, tables_behind
     from .warehouse import Warehouse
 
     store = open_landing(settings.landing_url)
+    refuse_legacy(Warehouse(settings.warehouse_dir))
     groups = pending_by_partition(settings, store)
-    for part in uncommitted_days(settings):
-        # e.g. a reprocess killed between its batch and its ledger segment
-        groups.setdefault(part, [])
-    if not groups and not stale_tables(settings):
+    if not groups and not tables_behind(settings):
         return [], []
     ingest = IngestResource(
         landing_url=settings.landing_url,
@@ -72,12 +98,12 @@ def run_ingest(settings: Settings, echo=click.echo) -> tuple[list[dict], list[st
         )
         if not result.success:
             failures.append(_run_failure(result, f"landing day {request.partition_key}"))
-    # A run killed between committing a day and rebuilding a table leaves the table
-    # behind its batches while the ledger counts the day as done: rebuild it.
-    stale = stale_tables(settings)
-    if stale:
-        tables = [STREAMS[s].table for s in stale]
-        echo(f"rebuilding {', '.join(tables)}: behind the committed batches (an earlier run stopped before rebuilding)", err=True)
+    # A run killed between its ledger commit and its table merge leaves tables behind
+    # the ledger (the ledger counts the day as done): merge them.
+    behind = tables_behind(settings)
+    if behind:
+        tables = behind
+        echo(f"merging {', '.join(tables)}: behind the ledger (an earlier run stopped before merging)", err=True)
         result = definitions.resolve_job_def("tables_job").execute_in_process(
             asset_selection=[dg.AssetKey(t) for t in tables],
             instance=instance,
@@ -112,13 +138,7 @@ def _run_failure(result, what: str) -> str:
     envvar="INGEST_LANDING_URL",
     help="Landing folder or s3://bucket/prefix [INGEST_LANDING_URL, default data/landing]",
 )
-@click.option(
-    "--warehouse",
-    "warehouse",
-    envvar="INGEST_WAREHOUSE_DIR",
-    type=click.Path(file_okay=False),
-    help="Warehouse folder [INGEST_WAREHOUSE_DIR, default data/warehouse]",
-)
+@warehouse_option
 def ingest(landing: str | None, warehouse: str | None) -> None:
     """One synchronous pass over every pending landed file, with a per-file summary.
 
@@ -166,35 +186,75 @@ def _jsonable(value):
 
 
 @main.command()
+@warehouse_option
+@format_option
 @click.option(
-    "--warehouse",
-    "warehouse",
-    envvar="INGEST_WAREHOUSE_DIR",
-    type=click.Path(file_okay=False),
-    help="Warehouse folder [INGEST_WAREHOUSE_DIR, default data/warehouse]",
+    "--as-of",
+    "as_of",
+    multiple=True,
+    help="Read an older version: VERSION (of the one table the SQL reads), TABLE=VERSION (repeatable), "
+    "or a time (ISO 8601; every table as it was then). `ingestion-pipeline history TABLE` lists versions.",
 )
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.argument("sql")
-def query(warehouse: str | None, fmt: str, sql: str) -> None:
+def query(warehouse: str | None, fmt: str, as_of: tuple[str, ...], sql: str) -> None:
     """Run SQL with DuckDB over the warehouse tables (contacts, accounts,
     contact_events, account_events, crm_leads, rejected_records, ingested_files,
-    erasures)."""
+    erasures), local or on S3."""
     import duckdb
 
-    from .warehouse import Warehouse
+    from .lake import VersionUnavailable
 
     settings = Settings.from_env(warehouse_dir=warehouse)
-    if not settings.warehouse_dir.is_dir():
-        raise click.ClickException(f"no warehouse at {settings.warehouse_dir}: run `ingestion-pipeline ingest` first")
-    con = Warehouse(settings.warehouse_dir).connect()
+    wh = existing_warehouse(settings, "run `ingestion-pipeline ingest` first")
+    versions = _as_of_versions(as_of, sql, list(wh.table_schemas()))
     try:
-        cursor = con.execute(sql)
+        columns, rows = wh.query(sql, versions)
+    except VersionUnavailable as exc:
+        raise click.ClickException(f"{exc} (an erasure or the maintenance vacuum removed the files of older versions)") from exc
     except duckdb.Error as exc:
         raise click.ClickException(str(exc)) from exc
-    if cursor.description is None:
-        return
-    columns = [d[0] for d in cursor.description]
-    rows = cursor.fetchall()
+    if columns:
+        _print_rows(columns, rows, fmt)
+
+
+def _as_of_versions(as_of: tuple[str, ...], sql: str, tables: list[str]) -> dict:
+    """--as-of values -> {table: version number or time}."""
+    import duckdb
+
+    versions: dict = {}
+    for value in as_of:
+        table, sep, version = value.rpartition("=")
+        if sep:
+            if table not in tables:
+                raise click.BadParameter(f"unknown table {table!r}; tables: {', '.join(tables)}", param_hint="'--as-of'")
+            versions[table] = _version(version)
+            continue
+        version = _version(value)
+        if isinstance(version, dt.datetime):
+            versions.update(dict.fromkeys(tables, version))
+            continue
+        read = sorted(set(duckdb.get_table_names(sql)) & set(tables))
+        if len(read) != 1:
+            raise click.BadParameter(
+                f"a bare version number needs a query of exactly one table (this one reads {', '.join(read) or 'none'}): "
+                "give TABLE=VERSION for each table, or a time",
+                param_hint="'--as-of'",
+            )
+        versions[read[0]] = version
+    return versions
+
+
+def _version(text: str) -> int | dt.datetime:
+    if text.strip().isdigit():
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither a version number nor an ISO 8601 time", param_hint="'--as-of'") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _print_rows(columns: list[str], rows: list[tuple], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps([{c: _jsonable(v) for c, v in zip(columns, row)} for row in rows], ensure_ascii=False))
     elif fmt == "csv":
@@ -203,6 +263,45 @@ def query(warehouse: str | None, fmt: str, sql: str) -> None:
         writer.writerows([[_jsonable(v) if v is not None else "" for v in row] for row in rows])
     else:
         _print_table(columns, rows)
+
+
+@main.command()
+@warehouse_option
+@format_option
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the newest LIMIT versions")
+@click.argument("table")
+def history(warehouse: str | None, fmt: str, limit: int | None, table: str) -> None:
+    """The versions of a table, newest first: when, which run (a Dagster run id or
+    a CLI run's), what operation, and how many rows it added, updated and removed.
+    Read an older version with `query --as-of`."""
+    from .history import table_history
+
+    settings = Settings.from_env(warehouse_dir=warehouse)
+    wh = existing_warehouse(settings, "run `ingestion-pipeline ingest` first")
+    tables = list(wh.table_schemas())
+    if table not in tables and table not in wh.specs():
+        raise click.BadParameter(f"unknown table {table!r}; tables: {', '.join(tables)}", param_hint="'TABLE'")
+    rows = table_history(wh, table, limit)
+    _print_rows(list(rows[0]) if rows else ["version"], [tuple(r.values()) for r in rows], fmt)
+
+
+@main.command()
+@warehouse_option
+@click.option(
+    "--retention-hours",
+    type=click.FloatRange(0),
+    default=None,
+    help="Keep the files versions of the last N hours need [INGEST_RETENTION_HOURS, default 168]",
+)
+def maintain(warehouse: str | None, retention_hours: float | None) -> None:
+    """Compact small files and vacuum old versions of every table (what the daily
+    `maintenance` job does). Safe while ingests and queries run."""
+    from .maintenance import maintain as run_maintenance
+
+    settings = Settings.from_env(warehouse_dir=warehouse, retention_hours=retention_hours)
+    existing_warehouse(settings, "nothing to maintain")
+    report = run_maintenance(settings, log=lambda msg: click.echo(msg, err=True), run_id=f"cli-{uuid.uuid4().hex[:8]}")
+    click.echo(report.describe())
 
 
 def _print_table(columns: list[str], rows: list[tuple]) -> None:
@@ -220,13 +319,7 @@ def _print_table(columns: list[str], rows: list[tuple]) -> None:
 
 
 @main.command()
-@click.option(
-    "--warehouse",
-    "warehouse",
-    envvar="INGEST_WAREHOUSE_DIR",
-    type=click.Path(file_okay=False),
-    help="Warehouse folder [INGEST_WAREHOUSE_DIR, default data/warehouse]",
-)
+@warehouse_option
 @click.option("--contact-id", "contact_id", help="Erase the contact with this id (trimmed like ids are)")
 @click.option("--email", "email", help="Erase every contact that carried this email (trimmed, lower-cased)")
 def erase(warehouse: str | None, contact_id: str | None, email: str | None) -> None:
@@ -242,16 +335,15 @@ def erase(warehouse: str | None, contact_id: str | None, email: str | None) -> N
     from .erasure import erase as erase_contact
 
     settings = Settings.from_env(warehouse_dir=warehouse)
-    if not settings.warehouse_dir.is_dir():
-        raise click.ClickException(f"no warehouse at {settings.warehouse_dir}: nothing to erase from")
-    from .warehouse import LockTimeout
+    existing_warehouse(settings, "nothing to erase from")
+    from .lake import CommitConflict
 
     try:
         report = erase_contact(settings, contact_id=contact_id, email=email, log=lambda msg: click.echo(msg, err=True))
     except ErasureError as exc:
         raise click.BadParameter(str(exc), param_hint="'--email'" if email is not None else "'--contact-id'") from exc
-    except LockTimeout as exc:
-        raise click.ClickException(f"{exc}; nothing was erased") from exc
+    except CommitConflict as exc:
+        raise click.ClickException(f"{exc}; run the erase again: it finishes what this one started") from exc
     for erasure_id in report.resumed:
         click.echo(f"Finished erasure {erasure_id}, interrupted earlier (its status was in_progress).")
     resolved = f"{report.contact_ids} contact id(s), {report.emails} email(s)"
@@ -267,11 +359,9 @@ def erase(warehouse: str | None, contact_id: str | None, email: str | None) -> N
         click.echo("Rows removed:")
         width = max(len(name) for name in report.rows_removed)
         for name, n in report.rows_removed.items():
-            if name not in ("batches", "staging"):
+            if name != "batches":
                 click.echo(f"  {name:<{width}}  {n}")
-        click.echo(
-            f"  (and {report.rows_removed['batches']} stored row(s) in day batches, {report.rows_removed['staging']} in staged files)"
-        )
+        click.echo(f"  (and {report.rows_removed['batches']} stored row(s) in the day batches)")
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
 

@@ -1,23 +1,28 @@
-"""Privacy erasure (SPEC section 4: `ingestion-pipeline erase`).
+"""Privacy erasure (`ingestion-pipeline erase`, docs/ERASURE.md).
 
 An erasure forgets a contact: its contact records, its events, its group/
 memberships (so `contacts.account_id`), and the CRM leads and rejected records of
-its emails. They are removed from every file under the warehouse: the current
-tables, the day batches the tables are rebuilt from, and the staged per-file
-results the batches are rebuilt from. The request is recorded in the `erasures`
-ledger with sha256 hashes only, never the plain email or contact id.
+its emails. Its rows are deleted from the batch tables (`_batches/*`, every
+staged result, committed or not), then the tables built from them are recomputed
+for the keys that lost versions (`merge_tables` with `recompute`), the ledger's
+error messages are redacted, and every file no table version needs any more is
+vacuumed at once, so no byte of hers stays under the warehouse. Delta's log never
+held her values: deletes name their columns only, and no personal column has
+statistics (warehouse.Spec.stats). The request is recorded in the `erasures`
+table with sha256 hashes only, never the plain email or contact id.
 
-Never again from old files: when a landing day is committed
-(`pipeline.ingest_partition` calls `suppress_staged`), every staged row that matches
-an erasure and whose file landed at or before the erasure's `requested_at` is
-dropped. So re-running or re-materialising an old day, or ingesting a file that
-landed before the erasure but was not processed yet, does not bring the contact
-back. A file that lands after the erasure is new data and loads.
+Never again from old files: when a run stages a file that landed at or before an
+erasure (`pipeline.ingest_partition` calls `suppress_staged`), her rows are dropped
+before they reach a batch; an erasure recorded while a run was between staging
+and committing is applied to that run's staged rows before its ledger commit
+(`sweep_stages`). So re-running or re-materialising an old day, or ingesting a
+file that landed before the erasure but was not processed yet, does not bring the
+contact back. A file that lands after the erasure is new data and loads.
 
 Matching compares hashes: DuckDB computes the sha256 of the distinct values of a
-file and they are joined with the ledger's hashes. The erase itself and every later
-commit use the same code; only the time bound differs (the erase removes every row
-it finds, a commit only rows of files that landed at or before an erasure).
+column and they are joined with the erasure's hashes. The erase itself and every
+later run use the same code; only the time bound differs (the erase removes every
+row it finds, a run only rows of files that landed at or before an erasure).
 
 What matches (the subject's contact ids and emails):
 - contact records and their property cells: `contact_id` is erased, or (for an
@@ -40,10 +45,8 @@ the ledger keeps its rows and counts.
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import json
-import shutil
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -57,10 +60,13 @@ import polars as pl
 
 from . import normalise as norm
 from .formats import DecodedReader, FileRejected, detect_format
+from .lake import retry_conflicts
 from .landing import LandedFile, LandingError, LandingStore
+from .localfs import write_parquet
 from .settings import Settings
+from .stages.merge_tables import derived_tables, merge_table
 from .streams import FEEDS, STREAMS, feed_for_path
-from .warehouse import ERASURE_SCHEMA, LINEAGE, UTC_TS, Warehouse, scan_all, write_parquet
+from .warehouse import ERASURE_SCHEMA, ERASURES, EVENT_DATE, LEDGER, LINEAGE, REJECTED, UTC_TS, Warehouse, batch_schemas, batch_table
 
 TABLE = "erasures"
 
@@ -419,13 +425,8 @@ def _filter_unit(unit: Path, stream: str, matcher: Matcher, headers: CsvHeaders)
 # --- the erasure ledger --------------------------------------------------------
 
 
-def erasure_files(warehouse: Warehouse) -> list[str]:
-    """The ledger's files, oldest first (cheap: one directory listing)."""
-    return sorted(glob.glob(str(warehouse.root / TABLE / "[!_.]*.parquet")))
-
-
 def read_erasures(warehouse: Warehouse) -> pl.DataFrame:
-    return scan_all(erasure_files(warehouse), ERASURE_SCHEMA).collect()
+    return warehouse.scan(ERASURES).collect()
 
 
 def _hash_table(erasures: pl.DataFrame) -> pl.DataFrame:
@@ -443,73 +444,73 @@ def _as_datetime(value) -> datetime:
     return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
-def _applied(unit: Path, row: dict) -> set[str]:
-    """Erasures already applied to this staged content (a re-staged file, with a
-    new processed_at, has had none)."""
-    try:
-        marker = json.loads((unit / MARKER).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return set()
-    if _as_datetime(marker.get("processed_at")) != _as_datetime(row["processed_at"]):
-        return set()
-    return set(marker.get("erasure_ids", []))
-
-
-def _mark(unit: Path, row: dict, erasure_ids: set[str]) -> None:
-    marker = {"processed_at": _as_datetime(row["processed_at"]).isoformat(), "erasure_ids": sorted(erasure_ids)}
-    tmp = unit / f".{MARKER}.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(json.dumps(marker))
-    tmp.replace(unit / MARKER)
-
-
-def _staged_rows(warehouse: Warehouse, stream: str, day: str = "*") -> list[tuple[Path, dict]]:
-    """Every staged file folder of a stream (or one landing day) with its ledger row
-    (in-progress work folders, named with a leading dot, are left to the commit
-    that follows them)."""
-    out = []
-    for ledger in sorted(glob.glob(str(warehouse.root / "_staging" / stream / day / "*" / "ledger.json"))):
-        try:
-            row = json.loads(Path(ledger).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            continue
-        row["landed_at"] = _as_datetime(row["landed_at"])
-        out.append((Path(ledger).parent, row))
-    return out
-
-
 # --- at commit time: old files never bring an erased contact back ---------------
 
 
 def suppress_staged(warehouse: Warehouse, store: LandingStore | None, stream: str, staged: Iterable[Staged]) -> int:
-    """Drops, from the staged files of a day about to be committed, every row of an
-    erased contact whose file landed at or before the erasure. Call under
-    `warehouse.lock()`. Costs one directory listing when nothing was ever erased;
-    a staged file already filtered against every erasure due is not read again."""
-    if not erasure_files(warehouse):
-        return 0
+    """Drops, from a run's staged files (local, about to be committed), every row of
+    an erased contact whose file landed at or before the erasure, and redacts its
+    emails from the file's first_error. Costs one read of the (small) erasures
+    table when nothing was ever erased."""
     erasures = read_erasures(warehouse)
+    if erasures.is_empty():
+        return 0
     matcher: Matcher | None = None
     headers = CsvHeaders(lambda: store)
     removed = 0
     try:
         for s in staged:
+            if s.row.get("stage_id") is None:
+                continue
             landed = s.row["landed_at"]
-            due = set(erasures.filter(pl.col("requested_at") >= landed)["erasure_id"].to_list())
-            if not due or due <= _applied(s.dir, s.row):
+            if erasures.filter(pl.col("requested_at") >= landed).is_empty():
                 continue
             if matcher is None:
                 matcher = Matcher(_hash_table(erasures), bounded=True)
             headers.add(s.row)
-            try:
-                removed += sum(_filter_unit(s.dir, stream, matcher, headers).values())
-                _redact_staged_row(s.dir, s.row, matcher)
-                _mark(s.dir, s.row, due | _applied(s.dir, s.row))
-            except FileNotFoundError:
-                continue  # re-staged under us by another run: its commit filters it
+            removed += sum(_filter_unit(s.dir, stream, matcher, headers).values())
+            _redact_row(s.row, matcher)
     finally:
         if matcher is not None:
             matcher.close()
     return removed
+
+
+def erasures_version(warehouse: Warehouse) -> int:
+    return warehouse.lake.version(ERASURES) if warehouse.lake.exists(ERASURES) else -1
+
+
+def sweep_stages(warehouse: Warehouse, store: LandingStore | None, staged: Iterable[Staged], run_id: str | None = None) -> int:
+    """For a run whose staged rows are appended but not yet committed, when an
+    erasure was recorded since it filtered them: drops from the batch tables the
+    rows of these stages that belong to an erased contact (bounded like
+    `suppress_staged`)."""
+    staged = [s for s in staged if s.row.get("stage_id")]
+    erasures = read_erasures(warehouse)
+    if erasures.is_empty() or not staged:
+        return 0
+    matcher = Matcher(_hash_table(erasures), bounded=True)
+    headers = CsvHeaders(lambda: store)
+    for s in staged:
+        headers.add(s.row)
+        _redact_row(s.row, matcher)
+    try:
+        removed, _ = _remove_from_batches(warehouse, matcher, headers, run_id, [s.row["stage_id"] for s in staged])
+    finally:
+        matcher.close()
+    return sum(removed.values())
+
+
+def _redact_row(row: dict, matcher: Matcher) -> bool:
+    """A ledger row (in place) with erased emails redacted from first_error."""
+    text = row.get("first_error")
+    if not text:
+        return False
+    emails = _erased_emails_in(pl.Series([text], dtype=pl.String), matcher, _as_datetime(row["landed_at"]))
+    if not emails:
+        return False
+    row["first_error"] = pl.select(_redact(pl.lit(text, pl.String), emails)).item()
+    return True
 
 
 # --- the erase itself --------------------------------------------------------------
@@ -530,23 +531,16 @@ def normalise_subject(contact_id: str | None = None, email: str | None = None) -
     return "contact_id", value
 
 
-def _contacts_seen(warehouse: Warehouse) -> pl.LazyFrame:
-    """(contact_id, email) of every contact record version: day batches, staged
-    files (also those not committed yet) and the current table."""
-    paths = sorted(glob.glob(warehouse.batch_glob("contact", "records.parquet")))
-    paths += sorted(glob.glob(str(warehouse.root / "_staging" / "contact" / "*" / "*" / "records.parquet")))
-    table = warehouse.table_path(STREAMS["contact"].table)
-    if table.exists():
-        paths.append(str(table))
-    frames = [_scan(Path(p)).select("contact_id", "email") for p in paths]
-    return pl.concat(frames) if frames else pl.LazyFrame(schema={"contact_id": pl.String, "email": pl.String})
-
-
 def _resolve(warehouse: Warehouse, kind: str, subject: str) -> tuple[list[str], list[str]]:
     """(contact ids, emails) to erase: an email resolves to every contact id that
-    carried it in any version; the emails are every email those contacts carried
-    (and the subject email)."""
-    seen = _contacts_seen(warehouse)
+    carried it in any stored version (committed or not); the emails are every email
+    those contacts carried (and the subject email)."""
+    seen = pl.concat(
+        [
+            warehouse.scan(batch_table("contact", "records")).select("contact_id", "email"),
+            warehouse.scan(STREAMS["contact"].table).select("contact_id", "email"),
+        ]
+    )
     if kind == "email":
         ids = seen.filter(pl.col("email") == subject).select("contact_id").unique().collect()["contact_id"].to_list()
     else:
@@ -578,10 +572,6 @@ def _ledger_versions(warehouse: Warehouse) -> Callable[[], dict]:
     return factory
 
 
-def _erasure_path(warehouse: Warehouse, erasure_id: str, requested_at: datetime) -> Path:
-    return warehouse.root / TABLE / f"{requested_at.strftime('%Y%m%dT%H%M%S%fZ')}-{erasure_id}.parquet"
-
-
 def erase(
     target: Settings | Warehouse | str | Path,
     contact_id: str | None = None,
@@ -590,10 +580,11 @@ def erase(
     requested_at: datetime | None = None,
     log: Callable[[str], None] | None = None,
 ) -> ErasureReport:
-    """Erases a contact (by id or by email) from every file under the warehouse and
-    records it in the `erasures` ledger. `target` is the Settings (whose landing
-    store gives the header rows of rejected CSV files) or the warehouse alone.
-    Serialised with ingests by the warehouse lock."""
+    """Erases a contact (by id or by email) from every table and batch under the
+    warehouse, vacuums the files that held her, and records it in the `erasures`
+    ledger. `target` is the Settings (whose landing store gives the header rows of
+    rejected CSV files) or the warehouse alone. Runs beside ingests: Delta's commit
+    protocol orders its commits with theirs."""
     settings = target if isinstance(target, Settings) else None
     if settings is not None:
         warehouse = Warehouse(settings.warehouse_dir)
@@ -605,39 +596,29 @@ def erase(
         raise ErasureError("requested_at must be timezone-aware")
     erasure_id = uuid.uuid4().hex
     warehouse.ensure_layout()
-    path = _erasure_path(warehouse, erasure_id, requested_at)
-    with warehouse.lock(log):
-        # Temp files of writes a killed process never committed may hold her rows.
-        warehouse.remove_stale_temps()
-        resumed = _resume_interrupted(warehouse, settings)
-        ids, emails = _resolve(warehouse, kind, subject)
-        hasher = Matcher(pl.DataFrame(schema={"kind": pl.String, "sha256": pl.String, "until": UTC_TS}), bounded=False)
-        try:
-            hashed = {v: h for v, h in hasher.sha256(pl.Series([subject, *ids, *emails], dtype=pl.String)).iter_rows()}
-        finally:
-            hasher.close()
-        row = {
-            "erasure_id": erasure_id,
-            "requested_at": requested_at,
-            "subject_kind": kind,
-            "subject_sha256": hashed[subject],
-            "contact_id_sha256": sorted(hashed[i] for i in ids),
-            "email_sha256": sorted(hashed[e] for e in emails),
-            "status": "in_progress",
-            "rows_removed": None,
-            "completed_at": None,
-        }
-        # Recorded first: should the removal below break, every later commit
-        # already suppresses the contact, and a new erase finishes the removal.
-        write_parquet(pl.DataFrame([row], schema=ERASURE_SCHEMA), path)
-        matcher = Matcher(_hash_table(pl.DataFrame([row], schema=ERASURE_SCHEMA)), bounded=False)
-        headers = CsvHeaders(_open_store(settings), _ledger_versions(warehouse))
-        try:
-            removed = _remove_everywhere(warehouse, matcher, headers, erasure_id)
-        finally:
-            matcher.close()
-        row.update(status="completed", rows_removed=json.dumps(removed), completed_at=datetime.now(UTC))
-        write_parquet(pl.DataFrame([row], schema=ERASURE_SCHEMA), path)
+    resumed = _resume_interrupted(warehouse, settings, log)
+    ids, emails = _resolve(warehouse, kind, subject)
+    hasher = Matcher(pl.DataFrame(schema={"kind": pl.String, "sha256": pl.String, "until": UTC_TS}), bounded=False)
+    try:
+        hashed = {v: h for v, h in hasher.sha256(pl.Series([subject, *ids, *emails], dtype=pl.String)).iter_rows()}
+    finally:
+        hasher.close()
+    row = {
+        "erasure_id": erasure_id,
+        "requested_at": requested_at,
+        "subject_kind": kind,
+        "subject_sha256": hashed[subject],
+        "contact_id_sha256": sorted(hashed[i] for i in ids),
+        "email_sha256": sorted(hashed[e] for e in emails),
+        "status": "in_progress",
+        "rows_removed": None,
+        "completed_at": None,
+    }
+    # Recorded first: should the removal below break, every later commit already
+    # suppresses the contact, and the next erase finishes the removal.
+    warehouse.lake.append(ERASURES, pl.DataFrame([row], schema=ERASURE_SCHEMA), run_id=f"erase-{erasure_id}")
+    headers = CsvHeaders(_open_store(settings), _ledger_versions(warehouse))
+    removed = _remove_everywhere(warehouse, row, headers, log)
     warnings = [
         f"rejected CSV rows of {file}: its header row could not be read from the landing store, "
         "so every field of those rows was compared with the contact id"
@@ -646,52 +627,160 @@ def erase(
     return ErasureReport(erasure_id, requested_at, kind, len(ids), len(emails), removed, warnings, resumed)
 
 
-def _resume_interrupted(warehouse: Warehouse, settings: Settings | None) -> list[str]:
+def _resume_interrupted(warehouse: Warehouse, settings: Settings | None, log: Callable[[str], None] | None) -> list[str]:
     """Finishes every erasure left `in_progress` by a killed erase, from its stored
-    hashes (matching needs no plain value). Call with the warehouse lock held."""
+    hashes (matching needs no plain value)."""
     done = []
-    for path in erasure_files(warehouse):
-        row = pl.read_parquet(path).cast(ERASURE_SCHEMA).row(0, named=True)
-        if row["status"] != "in_progress":
-            continue
-        matcher = Matcher(_hash_table(pl.DataFrame([row], schema=ERASURE_SCHEMA)), bounded=False)
-        try:
-            removed = _remove_everywhere(
-                warehouse, matcher, CsvHeaders(_open_store(settings), _ledger_versions(warehouse)), row["erasure_id"]
-            )
-        finally:
-            matcher.close()
-        row.update(status="completed", rows_removed=json.dumps(removed), completed_at=datetime.now(UTC))
-        write_parquet(pl.DataFrame([row], schema=ERASURE_SCHEMA), Path(path))
+    for row in read_erasures(warehouse).filter(pl.col("status") == "in_progress").to_dicts():
+        _remove_everywhere(warehouse, row, CsvHeaders(_open_store(settings), _ledger_versions(warehouse)), log)
         done.append(row["erasure_id"])
     return done
 
 
-def _remove_everywhere(warehouse: Warehouse, matcher: Matcher, headers: CsvHeaders, erasure_id: str) -> dict[str, int]:
+def _remove_everywhere(warehouse: Warehouse, row: dict, headers: CsvHeaders, log: Callable[[str], None] | None) -> dict[str, int]:
+    """Removes an erasure's contact from the batches, then recomputes the tables from
+    what is left, redacts the ledger, vacuums every file that held her and marks
+    the erasure completed."""
+    run_id = f"erase-{row['erasure_id']}"
+    lake = warehouse.lake
+    matcher = Matcher(_hash_table(pl.DataFrame([row], schema=ERASURE_SCHEMA)), bounded=False)
+    changed: set[str] = set()
+    try:
+        counts, recompute = _remove_from_batches(warehouse, matcher, headers, run_id, changed=changed)
+        counts["batches"] = sum(counts.values())
+        for table, keys in recompute.items():
+            if keys.is_empty():
+                continue
+            changed.add(table)
+            if table == REJECTED:
+                before = lake.rows(REJECTED)
+                merge_table(warehouse, REJECTED, run_id, log, recompute=keys)
+                counts[REJECTED] = before - lake.rows(REJECTED)
+            else:
+                counts[table] = merge_table(warehouse, table, run_id, log, recompute=keys).rows_deleted
+        if _redact_ledger(warehouse, matcher, run_id, log):
+            changed.add(LEDGER)
+            # Every table moves its watermark past the redaction before the old
+            # ledger files go: their next merge can still compare ledger versions.
+            for table in derived_tables():
+                merge_table(warehouse, table, run_id, log, force=True)
+    finally:
+        matcher.close()
+    # The files that held her are no longer referenced: delete them now, whatever
+    # the retention (time travel to earlier versions of these tables ends here),
+    # and files of writes that were never committed.
+    for name in warehouse.specs():
+        if name in changed:
+            lake.vacuum(name, 0)
+        if name != ERASURES:
+            lake.vacuum(name, ORPHAN_HOURS, full=True)
+    removed = {name: counts[name] for name in (*REPORTED, "batches")}
+    done = {**row, "status": "completed", "rows_removed": json.dumps(removed), "completed_at": datetime.now(UTC)}
+    frame = pl.DataFrame([done], schema=ERASURE_SCHEMA)
+    predicate = f"erasure_id = '{row['erasure_id']}'"
+    retry_conflicts(lambda: lake.replace(ERASURES, frame, predicate, run_id=run_id), "recording the erasure", log)
+    return removed
+
+
+def _redact_ledger(warehouse: Warehouse, matcher: Matcher, run_id: str, log) -> int:
+    """Ledger rows whose first_error quotes an erased email (an invalid value) get
+    `<erased>` in its place; the rows and their counts stay."""
+    lake = warehouse.lake
+
+    def attempt() -> int:
+        dt = lake.table(LEDGER)
+        ledger = lake.scan(LEDGER, table=dt)
+        errors = ledger.filter(pl.col("first_error").is_not_null()).select("stream", "landing_date", "first_error").collect()
+        emails = _erased_emails_in(errors["first_error"], matcher)
+        if not emails:
+            return 0
+        changed = errors.filter(_redact(pl.col("first_error"), emails) != pl.col("first_error"))
+        days = changed.select("stream", "landing_date").unique().sort("stream", "landing_date")
+        rows = ledger.join(days.lazy(), on=["stream", "landing_date"], how="semi").collect()
+        rows = rows.with_columns(_redact(pl.col("first_error"), emails))
+        predicate = " OR ".join(f"(stream = '{s}' AND landing_date = '{d.isoformat()}')" for s, d in days.iter_rows())
+        lake.replace(LEDGER, rows, predicate, run_id=run_id, table=dt)
+        return changed.height
+
+    return retry_conflicts(attempt, "redacting the ledger", log)
+
+
+# Untracked files (written by a commit that never happened) older than this are
+# deleted by an erase too; younger ones may belong to a write in progress.
+ORPHAN_HOURS = 1
+IDENTITY = ["landing_date", "_stage_id", "_source_file", "_source_line"]
+
+
+def _matching(scan: pl.LazyFrame, rules: Rules, matcher: Matcher, stage_ids: list[str] | None) -> pl.LazyFrame:
+    """The rows of a batch table that belong to an erased contact."""
+    if stage_ids is not None:
+        scan = scan.filter(pl.col("_stage_id").is_in(stage_ids))
+    names = scan.collect_schema().names()
+    drops = []
+    for column, kinds in rules:
+        if column not in names:
+            continue
+        src = scan.filter(pl.col("_landed_at") <= matcher.latest) if matcher.bounded else scan
+        values = src.select(pl.col(column).unique()).collect().to_series()
+        matched = matcher.match(values, kinds)
+        if matched.height:
+            drops.append(matcher.drop_expr(column, matched, "_landed_at"))
+    if not drops:
+        return scan.head(0)
+    return scan.filter(pl.any_horizontal(drops))
+
+
+def _remove_from_batches(
+    warehouse: Warehouse,
+    matcher: Matcher,
+    headers: CsvHeaders,
+    run_id: str | None,
+    stage_ids: list[str] | None = None,
+    changed: set[str] | None = None,
+) -> tuple[Counter, dict[str, pl.DataFrame]]:
+    """Deletes the erased contact's rows from every batch table (of `stage_ids`
+    only, when given), adding the tables it changed to `changed`. Returns rows
+    removed per kind and, per table, the keys (for rejected_records, the days) to
+    recompute."""
+    lake = warehouse.lake
+    changed = changed if changed is not None else set()
+
+    def _delete(name: str, rows: pl.DataFrame, on: list[str]) -> int:
+        if rows.is_empty():
+            return 0
+        changed.add(name)
+        return lake.delete_matching(name, rows.unique(), on, run_id=run_id)
+
     counts: Counter = Counter()
-    for stream in STREAMS:
-        for unit in sorted(glob.glob(str(warehouse.root / "_batches" / stream / "*"))):
-            found = _filter_unit(Path(unit), stream, matcher, headers)
-            counts["batches"] += sum(found.values())
-            counts["memberships"] += found["memberships"]
-        for day_dir in sorted(p for p in (warehouse.root / "_staging" / stream).glob("*") if p.is_dir() and not p.name.startswith(".")):
-            with warehouse.partition_lock(stream, day_dir.name, wait=False) as free:
-                if not free:
-                    # A run is staging this day; its commit (which waits for this
-                    # erase's lock) filters every staged file of the day.
-                    continue
-                for leftover in [p for p in day_dir.iterdir() if p.name.startswith(".")]:
-                    shutil.rmtree(leftover)  # work folders of a process that died mid-staging
-                for unit, row in _staged_rows(warehouse, stream, glob.escape(day_dir.name)):
-                    headers.add(row)
-                    counts["staging"] += sum(_filter_unit(unit, stream, matcher, headers).values())
-                    _redact_staged_row(unit, row, matcher)
-                    _mark(unit, row, _applied(unit, row) | {erasure_id})
-    for segment in sorted(glob.glob(str(warehouse.root / "rejected_records" / "*" / "*.parquet"))):
-        counts["rejected_records"] += _filter_rejects(Path(segment), matcher, headers)
-    for segment in sorted(glob.glob(str(warehouse.root / "ingested_files" / "*" / "*.parquet"))):
-        _redact_segment(Path(segment), matcher)
-    for table, rules in TABLE_RULES.items():
-        if (path := warehouse.table_path(table)).exists():
-            counts[table] += _filter_parquet(path, rules, matcher)[0]
-    return {name: counts[name] for name in (*REPORTED, "batches", "staging")}
+    recompute: dict[str, list[pl.DataFrame]] = {}
+    for stream, spec in STREAMS.items():
+        kinds = batch_schemas(stream)
+        keys = list(spec.keys)
+        if stream in RECORD_RULES:
+            records = lake.scan(batch_table(stream, "records"))
+            located = [pl.col("event_timestamp").dt.date().alias(EVENT_DATE)] if spec.kind == "event" else []
+            gone = _matching(records, RECORD_RULES[stream], matcher, stage_ids).select(*IDENTITY, *keys, *located).collect()
+            if "cells" in kinds:
+                # Property cells go first, by the lineage of the records about to go,
+                # then by key: killed in between, the next pass finds the records again.
+                counts["cells"] += _delete(batch_table(stream, "cells"), gone.select(IDENTITY), IDENTITY)
+                cells = _matching(lake.scan(batch_table(stream, "cells")), RECORD_RULES[stream], matcher, stage_ids)
+                counts["cells"] += _delete(batch_table(stream, "cells"), cells.select(IDENTITY).collect(), IDENTITY)
+            counts["records"] += _delete(batch_table(stream, "records"), gone.select(IDENTITY), IDENTITY)
+            recompute.setdefault(spec.table, []).append(gone.select(*keys, *(c.meta.output_name() for c in located)))
+        if "memberships" in kinds:
+            members = lake.scan(batch_table(stream, "memberships"))
+            gone = _matching(members, MEMBERSHIP_RULES, matcher, stage_ids).select(*IDENTITY, "contact_id").collect()
+            counts["memberships"] += _delete(batch_table(stream, "memberships"), gone.select(IDENTITY), IDENTITY)
+            recompute.setdefault(STREAMS["contact"].table, []).append(gone.select("contact_id"))
+        rejects = lake.scan(batch_table(stream, "rejects")).filter(pl.col("raw").is_not_null())
+        if stage_ids is not None:
+            rejects = rejects.filter(pl.col("_stage_id").is_in(stage_ids))
+        if matcher.bounded:
+            rejects = rejects.filter(pl.col("landed_at") <= matcher.latest)
+        frame = rejects.select("_stage_id", "landing_date", "file", "line", "raw", "landed_at").collect().with_row_index("_i")
+        hits = _reject_matches(frame.select("_i", "file", "raw", "landed_at"), matcher, headers)
+        gone = frame.filter(pl.col("_i").is_in(hits.implode())).select("landing_date", "_stage_id", "file", "line")
+        counts["rejects"] += _delete(batch_table(stream, "rejects"), gone, ["landing_date", "_stage_id", "file", "line"])
+        recompute.setdefault(REJECTED, []).append(gone.select(stream=pl.lit(stream), landing_date="landing_date").unique())
+    return counts, {t: pl.concat(frames).unique() for t, frames in recompute.items()}

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from .ledger import LOADED_STATUSES
+from . import status
 from .streams import STREAMS
 
 FRESHNESS_ENV = "INGEST_FRESHNESS_HOURS"
@@ -87,6 +87,6 @@ class StreamFreshness:
 def stream_freshness(ledger: pl.DataFrame, stream: str, deadline: timedelta, now: datetime) -> StreamFreshness:
     """Freshness of one stream from ledger rows (columns stream, landed_at, status).
     Only files whose records reached the tables count: `loaded`, `partially_loaded`."""
-    loaded = ledger.filter((pl.col("stream") == stream) & pl.col("status").is_in(LOADED_STATUSES))
+    loaded = ledger.filter((pl.col("stream") == stream) & pl.col("status").is_in(status.values(status.LOADED)))
     newest = loaded["landed_at"].max() if loaded.height else None
     return StreamFreshness(stream, deadline, now, newest, loaded.height)

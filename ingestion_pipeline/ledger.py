@@ -1,31 +1,27 @@
 """The ledger (`ingested_files`): one row per landed file version, the source of
-truth for what was processed. Stored as one segment per (stream, landing day)."""
+truth for what was processed (a Delta table; `stages.commit_day` writes it)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
 
 import polars as pl
 
+from . import status
+from .lake import retry_conflicts
 from .landing import LandedFile
-from .warehouse import LEDGER_SCHEMA, Warehouse, write_parquet
-
-DONE_STATUSES = ("loaded", "partially_loaded", "rejected", "skipped_duplicate")
-LOADED_STATUSES = ("loaded", "partially_loaded")
+from .warehouse import LEDGER, LEDGER_SCHEMA, Warehouse
 
 
-def read_ledger(warehouse: Warehouse, columns: list[str] | None = None) -> pl.DataFrame:
-    return warehouse.scan_segments("ingested_files", LEDGER_SCHEMA).select(columns or list(LEDGER_SCHEMA)).collect()
+def read_ledger(warehouse: Warehouse, columns: list[str] | None = None, version: int | None = None) -> pl.DataFrame:
+    def read() -> pl.DataFrame:
+        return warehouse.scan(LEDGER, version).select(columns or list(LEDGER_SCHEMA)).collect()
 
-
-def write_segment(warehouse: Warehouse, stream: str, day: date, rows: list[dict]) -> None:
-    frame = pl.DataFrame(rows, schema=LEDGER_SCHEMA) if rows else pl.DataFrame(schema=LEDGER_SCHEMA)
-    write_parquet(frame.sort("landed_at", "file"), warehouse.segment_path("ingested_files", stream, day.isoformat()))
+    return retry_conflicts(read, "reading the ledger")
 
 
 def pending_files(warehouse: Warehouse, listed: Iterable[LandedFile]) -> list[LandedFile]:
     """Listed file versions that the ledger has not recorded as done (new, or `failed`)."""
-    done = read_ledger(warehouse, ["file_id", "status"]).filter(pl.col("status").is_in(DONE_STATUSES))
+    done = read_ledger(warehouse, ["file_id", "status"]).filter(pl.col("status").is_in(status.values(status.DONE)))
     done_ids = set(done["file_id"].to_list())
     return [f for f in listed if f.file_id not in done_ids]

@@ -13,10 +13,12 @@ import polars as pl
 
 VERSION = ["_landed_at", "_source_file", "_source_line"]
 
-# Hash buckets: every staged and committed record carries `_bucket`, a function of
-# its key alone, so all versions of a key share a bucket and a table is merged one
-# bucket at a time (bounded memory), reading only that bucket's row groups.
-BUCKETS = 32
+# Key hashes and buckets: every staged and committed record carries `_key_hash`, a
+# 63-bit hash of its key, and `_bucket` = `_key_hash` mod BUCKETS. Every version of
+# a key shares both: a key's versions are found by scanning one integer column, an
+# entity table is partitioned by bucket (a merge rewrites the buckets it touches),
+# and a large merge works a range of buckets at a time (bounded memory).
+BUCKETS = 64
 BUCKET_SEED = 0x1D
 
 
@@ -31,13 +33,28 @@ def bucket_passes(rows: int) -> list[range]:
     return [range(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
 
 
-def bucket(key: str | Sequence[str]) -> pl.Expr:
-    """The bucket (0..BUCKETS-1, UInt8) of a key: polars' string hash, which is
-    stable within one polars release (pinned in pyproject.toml;
-    test_merge.test_bucket_is_stable fails if an upgrade changes it)."""
+def key_hash(key: str | Sequence[str]) -> pl.Expr:
+    """A key's hash: polars' string hash, which is stable within one polars release
+    (pinned in pyproject.toml; test_merge.test_key_hash_is_stable fails if an
+    upgrade changes it), halved to fit a signed 64-bit column (Delta has no
+    unsigned integers)."""
     keys = _keys(key)
     text = pl.col(keys[0]) if len(keys) == 1 else pl.concat_str([pl.col(k).fill_null("") for k in keys], separator="\x1f")
-    return (text.hash(seed=BUCKET_SEED) % BUCKETS).cast(pl.UInt8).alias("_bucket")
+    return (text.hash(seed=BUCKET_SEED) // 2).cast(pl.Int64).alias("_key_hash")
+
+
+def bucket_of(hash_: pl.Expr) -> pl.Expr:
+    return (hash_ % BUCKETS).cast(pl.Int16).alias("_bucket")
+
+
+def bucket(key: str | Sequence[str]) -> pl.Expr:
+    """The bucket (0..BUCKETS-1) of a key."""
+    return bucket_of(key_hash(key))
+
+
+def key_columns(key: str | Sequence[str]) -> dict[str, pl.Expr]:
+    """`_key_hash` and `_bucket` of a key, as columns to add."""
+    return {"_key_hash": key_hash(key), "_bucket": bucket(key)}
 
 
 def _keys(key: str | Sequence[str]) -> list[str]:
@@ -70,7 +87,10 @@ def current_entities(records: pl.LazyFrame, cells: pl.LazyFrame, key: str | Sequ
     with `prop` JSON-encoded, `value` JSON text and `_pos` the position in its object.
     """
     keys = _keys(key)
-    fields = [c for c in records.collect_schema().names() if c not in keys and c not in VERSION and c not in ("properties", "_bucket")]
+    # Underscore columns are lineage (the version) or storage (stage, hash, bucket).
+    fields = [
+        c for c in records.collect_schema().names() if c not in keys and not c.startswith("_") and c not in ("properties", "landing_date")
+    ]
     latest = (
         records.sort([*keys, *VERSION])
         .group_by(keys, maintain_order=True)

@@ -479,13 +479,14 @@ class JsonParser:
         `out`: the record's keys, version columns, `prop` (JSON-encoded key),
         `value` (JSON text; `null` marks a removed key), `_pos` (position in
         the object, so a key repeated in one object resolves to its last copy)
-        and the record's `_bucket`, in the records' order (sorted by bucket)."""
+        and the record's batch columns (stage, landing day, key hash, bucket), in the
+        records' order (sorted by bucket)."""
         src = str(records).replace("'", "''")
         dst = str(out).replace("'", "''")
         key_cols = ", ".join(f"r.{k}" for k in keys)
         self.con.execute(
             f"COPY (SELECT {key_cols}, r._landed_at, r._source_file, r._source_line, "
-            f"to_json(e.key)::VARCHAR AS prop, e.value::VARCHAR AS value, e.id::BIGINT AS _pos, r._bucket "
+            f"to_json(e.key)::VARCHAR AS prop, e.value::VARCHAR AS value, e.id::BIGINT AS _pos, r._stage_id, r.landing_date, r._key_hash, r._bucket "
             f"FROM read_parquet('{src}') r, json_each(r.properties) e) "
             f"TO '{dst}' (FORMAT parquet, COMPRESSION zstd)"
         )

@@ -1,29 +1,31 @@
-"""The warehouse: Parquet tables under one root, atomic writes, a write lock, and
-DuckDB views named after the tables (SPEC section 3)."""
+"""The warehouse: which Delta tables live under the root, their columns and layout,
+and DuckDB views named after the tables (docs/CONTRACT.md, "Tables").
+
+Contract tables: `contacts`, `accounts`, `crm_leads` (partitioned by `_bucket`, a
+hash of the key), `contact_events`, `account_events` (partitioned by `event_date`),
+`rejected_records`, `ingested_files` (the ledger) and `erasures`. Their inputs, the
+per-landing-day batches, are Delta tables too: `_batches/<stream>/<kind>` with kind
+`records`, `cells` (property values of entity records), `memberships` (group/) and
+`rejects`, partitioned by `landing_date`. Storage itself is `lake`."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import glob
 import os
-import shutil
-import socket
-import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
-import pyarrow.parquet as pq
 
-from . import faults
-from .streams import STREAMS, StreamSpec
+from .lake import Lake, Spec, is_remote, retry_conflicts
+from .streams import STREAMS, StreamSpec, has_memberships
 
 UTC_TS = pl.Datetime("us", "UTC")
-ROW_GROUP_ROWS = 256_000
 LINEAGE = {"_source_file": pl.String, "_source_line": pl.Int64, "_landed_at": UTC_TS}
+
+LEDGER = "ingested_files"
+REJECTED = "rejected_records"
+ERASURES = "erasures"
 
 LEDGER_SCHEMA = {
     "file": pl.String,
@@ -44,6 +46,8 @@ LEDGER_SCHEMA = {
     "sha256": pl.String,
     "landing_date": pl.Date,
     "schema_drift": pl.String,
+    # The staged result this row commits: its rows in the batch tables carry it.
+    "stage_id": pl.String,
 }
 REJECTED_SCHEMA = {
     "file": pl.String,
@@ -54,9 +58,9 @@ REJECTED_SCHEMA = {
     "message": pl.String,
     "raw": pl.String,
     "landed_at": UTC_TS,
+    "landing_date": pl.Date,
 }
-# The erasure ledger (`erasures`, one file per request; see erasure.py): hashes
-# only, never the erased email or contact id.
+# The erasure ledger (see erasure.py): hashes only, never the erased email or id.
 ERASURE_SCHEMA = {
     "erasure_id": pl.String,
     "requested_at": UTC_TS,
@@ -69,11 +73,18 @@ ERASURE_SCHEMA = {
     "completed_at": UTC_TS,
 }
 
+# Entity tables are stored in BUCKETS partitions by a hash of the key (`_bucket`):
+# a merge rewrites only the partitions of the keys it touches.
+BUCKETS = 64
+BUCKET = pl.Int16
+KEY_HASH = pl.Int64
+EVENT_DATE = "event_date"
 
 COLUMN_TYPES = {"timestamp": UTC_TS, "boolean": pl.Boolean, "number": pl.Float64}
 
 
 def table_schema(spec: StreamSpec) -> dict[str, pl.DataType]:
+    """The columns of a stream's current-state table."""
     cols: dict[str, pl.DataType] = {}
     for f in spec.fields:
         if f.kind == "properties":
@@ -82,231 +93,143 @@ def table_schema(spec: StreamSpec) -> dict[str, pl.DataType]:
     if spec.kind == "entity":
         cols["first_seen_at"] = UTC_TS
         cols["updated_at"] = UTC_TS
-    return {**cols, **LINEAGE}
+    cols.update(LINEAGE)
+    if spec.kind == "entity":
+        cols["_bucket"] = BUCKET
+    else:
+        cols[EVENT_DATE] = pl.Date
+    return cols
 
 
-def scan_all(files: list[str], schema: dict) -> pl.LazyFrame:
-    """Parquet files read as one frame of the current schema: a column that an
-    older file lacks (written before the column existed) is null there."""
-    return pl.concat(
-        [pl.scan_parquet(f, missing_columns="insert", schema=schema) for f in files] if files else [pl.LazyFrame(schema=schema)],
-        how="vertical",
+def partition_column(spec: StreamSpec) -> str:
+    return "_bucket" if spec.kind == "entity" else EVENT_DATE
+
+
+def table_spec(spec: StreamSpec) -> Spec:
+    return Spec(
+        table_schema(spec),
+        partition_by=(partition_column(spec),),
+        stats=("first_seen_at", "updated_at", "_landed_at") if spec.kind == "entity" else ("event_timestamp", "_landed_at"),
     )
 
 
-def atomic_path(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+# --- batches: per landing day, what the tables are merged from ----------------------
+
+# Columns every batch row carries besides its stream's: the staged result it belongs
+# to, its landing day (the partition), and a hash of its key (a 64-bit integer:
+# finding every version of a set of keys reads this one column).
+BATCH_COLUMNS = {"_stage_id": pl.String, "landing_date": pl.Date, "_key_hash": KEY_HASH, "_bucket": BUCKET}
+CELL_SCHEMA = {
+    "_landed_at": UTC_TS,
+    "_source_file": pl.String,
+    "_source_line": pl.Int64,
+    "prop": pl.String,
+    "value": pl.String,
+    "_pos": pl.Int64,
+}
+MEMBERSHIP_SCHEMA = {"contact_id": pl.String, "account_id": pl.String, **LINEAGE}
+BATCH_STATS = ("_bucket", "_landed_at")
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def record_schema(spec: StreamSpec) -> dict[str, pl.DataType]:
+    """A batch's records: the table's columns without merge timestamps or partition."""
+    schema = table_schema(spec)
+    for column in ("first_seen_at", "updated_at", "_bucket", EVENT_DATE):
+        schema.pop(column, None)
+    return schema
 
 
-def _label(path: Path) -> str:
-    return "/".join(path.parts[-4:])
+def batch_schemas(stream: str) -> dict[str, dict[str, pl.DataType]]:
+    """Kind -> columns of the batch tables of a stream (staged files have the same)."""
+    spec = STREAMS[stream]
+    kinds = {"records": {**record_schema(spec), **BATCH_COLUMNS}}
+    if spec.kind == "entity":
+        kinds["cells"] = {**dict.fromkeys(spec.keys, pl.String), **CELL_SCHEMA, **BATCH_COLUMNS}
+    if has_memberships(stream):
+        kinds["memberships"] = {**MEMBERSHIP_SCHEMA, **BATCH_COLUMNS}
+    kinds["rejects"] = {**REJECTED_SCHEMA, "_stage_id": pl.String}
+    return kinds
 
 
-def commit(tmp: Path, path: Path) -> None:
-    """fsync the temp file, rename it over the target, fsync the folder."""
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    faults.point(f"synced temp of {_label(path)}")
-    os.replace(tmp, path)
-    faults.point(f"renamed {_label(path)}")
-    fsync_dir(path.parent)
+def batch_table(stream: str, kind: str) -> str:
+    return f"_batches/{stream}/{kind}"
 
 
-def write_parquet(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> None:
-    """Atomic: a reader sees the old file or the new one, never half of one."""
-    tmp = atomic_path(path)
-    faults.point(f"writing temp of {_label(path)}")
-    try:
-        if isinstance(frame, pl.LazyFrame):
-            frame.sink_parquet(tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-        else:
-            frame.write_parquet(tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS, statistics=True)
-        commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def copy_file(source: Path, path: Path) -> None:
-    """An atomic copy (temp file, then rename), like write_parquet."""
-    tmp = atomic_path(path)
-    faults.point(f"writing temp of {_label(path)}")
-    try:
-        shutil.copyfile(source, tmp)
-        commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_row_groups(frames: Iterable[pl.DataFrame], path: Path, schema: dict) -> int:
-    """One Parquet file from frames written in turn, each as its own row group(s)
-    (for bucketed files: one bucket's rows, so a reader of one bucket skips the
-    others by their `_bucket` statistics). Only one frame is in memory at a time.
-    Returns the rows written."""
-    rows = 0
-    with pq.ParquetWriter(path, pl.DataFrame(schema=schema).to_arrow().schema, compression="zstd") as writer:
-        for frame in frames:
-            if frame.height:
-                writer.write_table(frame.select(list(schema)).cast(schema).to_arrow(), row_group_size=ROW_GROUP_ROWS)
-                rows += frame.height
-    return rows
-
-
-def write_buckets(frames: Iterable[pl.DataFrame], path: Path, schema: dict) -> int:
-    """write_row_groups, atomic like write_parquet."""
-    tmp = atomic_path(path)
-    faults.point(f"writing temp of {_label(path)}")
-    try:
-        rows = write_row_groups(frames, tmp, schema)
-        commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return rows
-
-
-def scan_buckets(files: list[str], schema: dict, buckets: range, bucket_of: pl.Expr) -> pl.LazyFrame:
-    """The rows of a range of hash buckets of Parquet files holding a `_bucket`
-    column (row groups of other buckets are skipped by their statistics). A file
-    written before buckets existed has no `_bucket`: its rows' bucket is computed
-    with `bucket_of`. Columns missing from a file are null, as in scan_all."""
-    if not files:
-        return pl.LazyFrame(schema=schema)
-    scan = pl.scan_parquet(files, schema=schema, missing_columns="insert", extra_columns="ignore", glob=False)
-    lo, hi = buckets.start, buckets.stop - 1
-    return scan.filter(pl.col("_bucket").is_between(lo, hi) | (pl.col("_bucket").is_null() & bucket_of.is_between(lo, hi))).with_columns(
-        _bucket=pl.coalesce("_bucket", bucket_of)
-    )
-
-
-def parquet_rows(files: list[str]) -> int:
-    """Rows of Parquet files, from their footers."""
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-
-
-class LockTimeout(RuntimeError):
-    pass
-
-
-@contextlib.contextmanager
-def hold_lock(path: Path, what: str, log: Callable[[str], None] | None = None, wait: bool = True) -> Iterator[bool]:
-    """An exclusive flock on `path` (released by the OS if the holder dies); yields
-    True once held. Waits for another holder, saying so, and fails after
-    INGEST_LOCK_TIMEOUT_SECONDS (default 3600); with `wait=False` yields False at
-    once instead."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not wait:
-                yield False
-                return
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            if log:
-                log(f"waiting for {what}: held by {holder}")
-            timeout = float(os.environ.get("INGEST_LOCK_TIMEOUT_SECONDS") or 3600)
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise LockTimeout(
-                            f"gave up waiting for {what} after {timeout:.0f} s: held by {holder} "
-                            f"(lock file {path}; INGEST_LOCK_TIMEOUT_SECONDS sets the wait)"
-                        ) from None
-                    time.sleep(0.2)
-        try:
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
-            fh.flush()
-            yield True
-        finally:
-            fh.seek(0)
-            fh.truncate()
-            fh.flush()
-            fcntl.flock(fh, fcntl.LOCK_UN)
+class LegacyWarehouse(RuntimeError):
+    """A warehouse in the first round's layout (Parquet files, no Delta log)."""
 
 
 class Warehouse:
-    """Paths of every table and working area under the warehouse root."""
+    """The tables under one root (a folder or s3://bucket/prefix)."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+        self.lake = Lake(root)
+        self.root = self.lake.root
 
-    # current-state tables: <root>/<table>/data.parquet
-    def table_path(self, table: str) -> Path:
-        return self.root / table / "data.parquet"
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.root)
 
-    # per-partition segments: <root>/<table>/<stream>/<day>.parquet
-    def segment_path(self, table: str, stream: str, day: str) -> Path:
-        return self.root / table / stream / f"{day}.parquet"
-
-    def scan_segments(self, table: str, schema: dict, stream: str | None = None) -> pl.LazyFrame:
-        """The segments of a table (of one stream, or all), as one lazy frame."""
-        folder = glob.escape(stream) if stream else "*"
-        return scan_all(sorted(glob.glob(str(self.root / table / folder / "*.parquet"))), schema)
-
-    def batch_dir(self, stream: str, day: str) -> Path:
-        return self.root / "_batches" / stream / day
-
-    def batch_glob(self, stream: str, name: str) -> str:
-        return str(self.root / "_batches" / stream / "*" / name)
-
-    def staging_dir(self, stream: str, day: str) -> Path:
-        return self.root / "_staging" / stream / day
-
-    def lock(self, log: Callable[[str], None] | None = None):
-        """Serialises commits to the tables and the ledger across processes."""
-        return hold_lock(self.root / ".lock", "the warehouse (a commit or table build)", log)
-
-    def partition_lock(self, stream: str, day: str, log: Callable[[str], None] | None = None, wait: bool = True):
-        """Serialises runs of one (stream, landing day): its staging folder has one
-        writer. `wait=False` is for a holder of the warehouse lock, which must never
-        wait for a partition lock (a run holding it may be waiting for the warehouse
-        lock): it yields False at once when a run holds the day."""
-        return hold_lock(self.root / "_staging" / stream / f"{day}.lock", f"landing day {day} of {stream}", log, wait)
-
-    def remove_stale_temps(self) -> int:
-        """Temp files of writes that never committed (a process killed mid-write).
-        Call with the warehouse lock held: every write they could belong to takes it."""
-        stale = [p for top in [*self.table_schemas(), "_batches"] for p in (self.root / top).rglob(".*.tmp")]
-        for p in stale:
-            p.unlink(missing_ok=True)
-        return len(stale)
+    def specs(self) -> dict[str, Spec]:
+        """Every Delta table under the root: contract tables, then batches."""
+        specs = {spec.table: table_spec(spec) for spec in STREAMS.values()}
+        specs[REJECTED] = Spec(REJECTED_SCHEMA, partition_by=("stream",), stats=("landing_date", "landed_at", "line"))
+        specs[LEDGER] = Spec(LEDGER_SCHEMA, partition_by=("stream",), stats=("landing_date", "landed_at", "status", "processed_at"))
+        specs[ERASURES] = Spec(ERASURE_SCHEMA, stats=("requested_at",))
+        for stream in STREAMS:
+            for kind, schema in batch_schemas(stream).items():
+                stats = ("line", "landed_at") if kind == "rejects" else BATCH_STATS
+                specs[batch_table(stream, kind)] = Spec(schema, partition_by=("landing_date",), stats=stats)
+        return specs
 
     def table_schemas(self) -> dict[str, dict[str, pl.DataType]]:
-        schemas = {spec.table: table_schema(spec) for spec in STREAMS.values()}
-        schemas["rejected_records"] = REJECTED_SCHEMA
-        schemas["ingested_files"] = LEDGER_SCHEMA
-        schemas["erasures"] = ERASURE_SCHEMA
-        return schemas
+        """The contract tables (what `query` shows) and their columns."""
+        return {name: spec.schema for name, spec in self.specs().items() if not name.startswith("_")}
 
-    def ensure_layout(self) -> None:
-        """Every table exists (with 0 rows) so its view can always be queried."""
-        missing = {t: s for t, s in self.table_schemas().items() if not (self.root / t / "_schema.parquet").exists()}
-        if missing:
-            with self.lock():
-                for table, schema in missing.items():
-                    write_parquet(pl.DataFrame(schema=schema), self.root / table / "_schema.parquet")
+    def ensure_layout(self, run_id: str | None = None) -> None:
+        """Every table exists (with 0 rows), so it can always be queried. Tables are
+        created in a fixed order and never dropped: when the last one exists, all do
+        (one check, not one per table)."""
+        specs = self.specs()
+        if self.lake.exists(list(specs)[-1]):
+            return
+        self.refuse_legacy()
+        for name, spec in specs.items():
+            self.lake.ensure(name, spec, run_id)
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB with one view per table."""
+    def refuse_legacy(self) -> None:
+        if self.remote:
+            return
+        root = Path(self.root)
+        old = [p for p in (root / LEDGER / "_schema.parquet", root / "contacts" / "data.parquet") if p.exists()]
+        if old:
+            raise LegacyWarehouse(
+                f"{root} is a warehouse of the earlier Parquet layout ({old[0].relative_to(root)}), not Delta tables. "
+                "The landing store is the source of truth: move the old folder aside "
+                f"(mv {root} {root}.parquet-layout) and run `ingestion-pipeline ingest`, which rebuilds every table "
+                "from the landed files (docs/OPERATIONS.md, 'Moving over from the Parquet layout')."
+            )
+
+    def scan(self, name: str, version: int | None = None) -> pl.LazyFrame:
+        """A table as a LazyFrame; a table not created yet reads as empty."""
+        if version is None and not self.lake.exists(name):
+            return self.specs()[name].empty().lazy()
+        return self.lake.scan(name, version)
+
+    def query(self, sql: str, versions: dict[str, int | str | datetime] | None = None) -> tuple[list[str], list[tuple]]:
+        """(column names, rows) of one SQL statement over the tables; read again from
+        the latest versions should a vacuum delete a file under the read."""
+
+        def run() -> tuple[list[str], list[tuple]]:
+            cursor = self.connect(versions).execute(sql)
+            if cursor.description is None:
+                return [], []
+            return [d[0] for d in cursor.description], cursor.fetchall()
+
+        return retry_conflicts(run, "reading the warehouse") if not versions else run()
+
+    def connect(self, versions: dict[str, int | str | datetime] | None = None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB with one view per contract table; `versions` reads
+        some tables at an older version (a number or a time)."""
         self.ensure_layout()
-        con = duckdb.connect()
-        con.execute("SET TimeZone = 'UTC'")
-        for table in self.table_schemas():
-            pattern = str(self.root / table / "**" / "*.parquet").replace("'", "''")
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)")
-        return con
+        return self.lake.duckdb(self.table_schemas(), versions)

@@ -50,9 +50,49 @@ def landing(tmp_path) -> Landing:
     return Landing(tmp_path / "landing")
 
 
+# INGEST_TEST_WAREHOUSE=s3 runs the tests that use these fixtures against a
+# warehouse on the session's SeaweedFS (a fresh prefix per test) instead of a
+# local folder; `make test` runs the semantic suites both ways.
+WAREHOUSE_KIND = os.environ.get("INGEST_TEST_WAREHOUSE", "local")
+
+
 @pytest.fixture
-def settings(tmp_path, landing) -> Settings:
-    return Settings(landing_url=str(landing.root), warehouse_dir=tmp_path / "warehouse")
+def warehouse_location(request, tmp_path):
+    if WAREHOUSE_KIND != "s3":
+        return tmp_path / "warehouse"
+    import uuid
+
+    server = request.getfixturevalue("s3_server")
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    for name, value in server.env().items():
+        if name != "INGEST_LANDING_URL":
+            monkeypatch.setenv(name, value)
+    return f"s3://{server.bucket}/wh-{uuid.uuid4().hex[:12]}"
+
+
+local_warehouse_only = pytest.mark.skipif(WAREHOUSE_KIND == "s3", reason="reads or changes the warehouse's files directly")
+
+
+def warehouse_files(root) -> list[tuple[str, bytes]]:
+    """(path under the root, bytes) of every file of a warehouse, local or on S3."""
+    text = str(root)
+    if not text.startswith("s3://"):
+        base = Path(root)
+        return [(str(p.relative_to(base)), p.read_bytes()) for p in sorted(base.rglob("*")) if p.is_file()]
+    from ingestion_pipeline.landing.s3 import parse_s3_url, s3_client
+
+    bucket, prefix = parse_s3_url(text)
+    client = s3_client()
+    out = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+        for obj in page.get("Contents", []):
+            out.append((obj["Key"][len(prefix) + 1 :], client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()))
+    return out
+
+
+@pytest.fixture
+def settings(warehouse_location, landing) -> Settings:
+    return Settings(landing_url=str(landing.root), warehouse_dir=warehouse_location)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from .conftest import Landing, contact, event, utc
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
 CLI = str(Path(sys.executable).with_name("ingestion-pipeline"))
-VOLATILE = {"ingested_files": ["processed_at", "run_id"]}  # when it ran, not what it did
+VOLATILE = {"ingested_files": ["processed_at", "run_id", "stage_id"]}  # when it ran, not what it did
 
 
 def build_landing(root: Path) -> Landing:

@@ -4,15 +4,13 @@ time and batches are parsed by two threads; neither may change any output."""
 from __future__ import annotations
 
 import dataclasses
-import glob
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from ingestion_pipeline import merge
-from ingestion_pipeline.pipeline import build_table, ingest_partition, table_schema_batch
+from ingestion_pipeline.pipeline import build_table, ingest_partition
 from ingestion_pipeline.streams import STREAMS
-from ingestion_pipeline.warehouse import scan_all
+from ingestion_pipeline.warehouse import batch_table, record_schema
 
 from .conftest import DAY1, DAY2, contact, event, utc
 
@@ -25,14 +23,18 @@ def rows(warehouse, sql):
     return warehouse.connect().sql(sql).pl()
 
 
-def test_bucket_is_stable():
-    # Stored `_bucket` values must mean the same bucket to every later build: if a
-    # polars upgrade changes its string hash, this fails before any warehouse
-    # holds batches bucketed two ways (the table build would then report the
-    # misplaced keys through the unique_key check).
+def test_key_hash_is_stable():
+    # Stored `_key_hash` / `_bucket` values must mean the same key to every later
+    # merge: if a polars upgrade changes its string hash, this fails before any
+    # warehouse holds batches hashed two ways.
     frame = pl.DataFrame({"event_id": ["ev-1", "ev-2", "c-9", "e" * 40], "account": ["x", None, "y", "z"]})
-    assert frame.select(merge.bucket("event_id"))["_bucket"].to_list() == [7, 12, 22, 1]
-    assert frame.select(merge.bucket(["event_id", "account"]))["_bucket"].to_list() == [9, 16, 24, 0]
+    assert frame.select(merge.key_hash("event_id"), merge.bucket("event_id")).rows() == [
+        (8993296897621610355, 51),
+        (3960776503413896438, 54),
+        (5277339880815876283, 59),
+        (6821813809553937296, 16),
+    ]
+    assert frame.select(merge.bucket(["event_id", "account"]))["_bucket"].to_list() == [4, 56, 44, 48]
 
 
 def many_events(n: int, start: int = 0, day: int = 20) -> list:
@@ -58,7 +60,7 @@ def test_many_small_batches_in_threads_give_what_one_batch_gives(settings, landi
 
     small = Warehouse(tiny.warehouse_dir)
     queries = [
-        "select * exclude (processed_at) from ingested_files order by file",
+        "select * exclude (processed_at, stage_id) from ingested_files order by file",
         "select * from rejected_records order by file, line",
         "select * from contact_events order by event_id",
     ]
@@ -75,16 +77,16 @@ def test_many_small_batches_in_threads_give_what_one_batch_gives(settings, landi
     # b.jsonl.gz landed later: its copies of e2000..e2999 win.
     assert table.filter(pl.col("event_id") == "e2500")["_source_file"].item() == "contact_event/b.jsonl.gz"
     assert table.filter(pl.col("event_id") == "e10")["event"].item() == "login"
-    # Each staged and committed batch is sorted by bucket.
-    batch = glob.glob(str(warehouse.root / "_batches" / "contact_event" / "*" / "records.parquet"))[0]
-    buckets = pl.read_parquet(batch)["_bucket"]
-    assert buckets.is_sorted() and buckets.n_unique() == merge.BUCKETS
+    # Each staged file, so each appended batch file, is sorted by bucket.
+    batch = warehouse.scan(batch_table("contact_event", "records")).select("_source_file", "_bucket").collect()
+    for _, group in batch.group_by("_source_file"):
+        assert group["_bucket"].is_sorted() and group["_bucket"].n_unique() == merge.BUCKETS
 
 
 def test_bucket_passes_cover_every_bucket_once(monkeypatch):
     assert merge.bucket_passes(0) == merge.bucket_passes(10) == [range(0, merge.BUCKETS)]
     monkeypatch.setattr(merge, "ROWS_PER_PASS", 100)
-    assert merge.bucket_passes(250) == [range(0, 10), range(10, 21), range(21, 32)]
+    assert merge.bucket_passes(250) == [range(0, 21), range(21, 42), range(42, 64)]
     assert merge.bucket_passes(10**9) == [range(b, b + 1) for b in range(merge.BUCKETS)]
 
 
@@ -93,7 +95,7 @@ def test_large_files_are_merged_in_several_passes_with_the_same_tables(settings,
     landing.put("contact_event/b.jsonl", many_events(2000, start=1000), utc(2026, 11, 20, 9))
     run_day(settings, landing, "contact_event", DAY1)
     build_table(settings, "contact_event")
-    monkeypatch.setattr(merge, "ROWS_PER_PASS", 100)  # 32 passes of one bucket each
+    monkeypatch.setattr(merge, "ROWS_PER_PASS", 100)  # 64 passes of one bucket each
     passes = dataclasses.replace(settings, warehouse_dir=tmp_path / "passes")
     run_day(passes, landing, "contact_event", DAY1)
     summary = build_table(passes, "contact_event")
@@ -101,10 +103,7 @@ def test_large_files_are_merged_in_several_passes_with_the_same_tables(settings,
 
     sql = "select * from contact_events order by event_id"
     assert rows(warehouse, sql).equals(rows(Warehouse(passes.warehouse_dir), sql))
-    assert summary.rows == summary.distinct_keys == 3000
-    # A pass of one bucket is one row group, so a reader of a bucket skips the others.
-    batch = glob.glob(str(passes.warehouse_dir / "_batches" / "contact_event" / "*" / "records.parquet"))[0]
-    assert pq.ParquetFile(batch).metadata.num_row_groups == merge.BUCKETS
+    assert summary.rows == 3000 and summary.duplicate_keys == 0
 
 
 def test_the_bucketed_build_equals_one_merge_of_everything(settings, landing, warehouse, monkeypatch):
@@ -118,43 +117,16 @@ def test_the_bucketed_build_equals_one_merge_of_everything(settings, landing, wa
         run_day(settings, landing, "contact", day)
     spec = STREAMS["contact_event"]
     summary = build_table(settings, "contact_event")
-    records = scan_all(glob.glob(warehouse.batch_glob("contact_event", "records.parquet")), table_schema_batch(spec))
-    whole = merge.current_events(records, spec.keys).drop("_bucket").collect()
-    assert rows(warehouse, "select * from contact_events order by event_id").equals(whole)
-    assert summary.rows == summary.distinct_keys == whole.height == 3000
+    records = warehouse.scan(batch_table("contact_event", "records")).select(list(record_schema(spec)))
+    whole = merge.current_events(records, spec.keys).collect()
+    got = rows(warehouse, "select * exclude (event_date) from contact_events order by event_id")
+    assert got.equals(whole)
+    assert summary.rows == whole.height == 3000 and summary.duplicate_keys == 0
 
     summary = build_table(settings, "contact")
     got = rows(warehouse, "select contact_id, email, properties from contacts order by contact_id")
-    assert summary.rows == summary.distinct_keys == got.height == 750
+    assert summary.rows == got.height == 750 and summary.duplicate_keys == 0
     by_id = {r[0]: r[1:] for r in got.rows()}
     assert by_id["c10"] == ("u10@x.com", '{"n":10}')
     assert by_id["c300"] == ("new300@x.com", '{"m":300}')  # n removed by an explicit null
     assert by_id["c700"] == ("new700@x.com", '{"m":700}')
-
-
-def test_a_batch_written_before_buckets_is_merged_by_its_key(settings, landing, warehouse, monkeypatch):
-    monkeypatch.setattr(merge, "ROWS_PER_PASS", 20)
-    landing.put("contact_event/a.jsonl", [event(f"e{i}", "c1", "old") for i in range(200)], utc(2026, 11, 20, 8))
-    run_day(settings, landing, "contact_event", DAY1)
-    # A warehouse from before buckets: its batch has no `_bucket` column.
-    old = glob.glob(warehouse.batch_glob("contact_event", "records.parquet"))[0]
-    pl.read_parquet(old).drop("_bucket").write_parquet(old)
-    landing.put("contact_event/b.jsonl", [event(f"e{i}", "c1", "new") for i in range(100, 300)], utc(2026, 11, 21, 8))
-    run_day(settings, landing, "contact_event", DAY2)
-    summary = build_table(settings, "contact_event")
-    table = rows(warehouse, "select event, count(*) as n from contact_events group by event order by event")
-    assert table.rows() == [("new", 200), ("old", 100)]
-    assert summary.rows == summary.distinct_keys == 300
-
-
-def test_keys_outside_their_bucket_fail_the_unique_key_count(settings, landing, warehouse, monkeypatch):
-    # As if the batches had been bucketed by another hash: the build cannot see
-    # duplicates across passes, so it counts misplaced keys as not distinct.
-    monkeypatch.setattr(merge, "ROWS_PER_PASS", 1)  # one bucket per pass
-    landing.put("contact_event/a.jsonl", [event(f"e{i}", "c1") for i in range(100)], utc(2026, 11, 20, 8))
-    run_day(settings, landing, "contact_event", DAY1)
-    path = glob.glob(warehouse.batch_glob("contact_event", "records.parquet"))[0]
-    frame = pl.read_parquet(path)
-    frame.with_columns(_bucket=((pl.col("_bucket") + 1) % merge.BUCKETS).cast(pl.UInt8)).write_parquet(path)
-    summary = build_table(settings, "contact_event")
-    assert summary.rows == 100 and summary.distinct_keys == 0

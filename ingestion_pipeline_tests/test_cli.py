@@ -83,12 +83,12 @@ def test_missing_landing_or_warehouse_folder_is_a_clear_error(tmp_path):
 def test_a_failed_file_fails_the_run_but_the_days_other_files_reach_the_tables(settings, landing, monkeypatch):
     # A pipeline break on one file cannot be caused for real with valid inputs, so
     # the track derivation is made to raise (a mock, for this fault only).
-    from ingestion_pipeline import pipeline
+    from ingestion_pipeline.stages import stage_file
 
     def broken(valid):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setitem(pipeline.DERIVATIONS, "track_event_id", broken)
+    monkeypatch.setitem(stage_file.DERIVATIONS, "track_event_id", broken)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     landing.put("track/t.jsonl", [{"event_text": "x", "event_timestamp": 1763625600, "contact_key": "u1"}], utc(2026, 11, 20, 8))
     landing.put("contact_event/e.jsonl", [event("e1", "c1")], utc(2026, 11, 20, 9))

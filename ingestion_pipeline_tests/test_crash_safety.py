@@ -27,8 +27,10 @@ from .harness import build_landing, ingest, leftovers, snapshot
 def kind(label: str) -> str:
     """A point's kind: the step, and what it wrote (a staging part's kind, or the
     warehouse area or table)."""
-    step = re.match(r"(writing temp|synced temp|renamed|parsed a batch|wrote staging part|staged|moved aside|published staging)", label)
-    target = re.search(r"(_schema|_batches|rejected_records|ingested_files|\w+/data\.parquet|records|rejects|memberships)", label)
+    step = re.match(r"(parsed a batch|wrote staging part|staged|committing|committed)", label)
+    target = re.search(
+        r"(_batches/\w+/\w+|rejected_records|ingested_files|erasures|contacts|accounts|contact_events|account_events|crm_leads)\b", label
+    )
     return f"{step.group(1) if step else label} [{target.group(1) if target else ''}]"
 
 
@@ -43,18 +45,18 @@ def chosen_points(trace: list[tuple[int, str]]) -> list[int]:
     return sorted(n for k, n in last_of_kind.items() if k in DEFAULT_KINDS)
 
 
-# The reduced set: the last point of each of these kinds. The last ledger segment is
-# the one after which only the tables are left to rebuild; the table points fall
-# within the rebuild (one table renamed, the next not yet written).
+# The reduced set: the last point of each of these kinds. The last ledger commit is
+# the one after which only the tables are left to merge; the table points fall
+# within the merges (one table committed, the next not yet).
 DEFAULT_KINDS = {
     "parsed a batch []",
     "staged []",
-    "published staging []",
-    "renamed [_batches]",
-    "renamed [rejected_records]",
-    "renamed [ingested_files]",
-    "renamed [contacts/data.parquet]",
-    "writing temp [contact_events/data.parquet]",
+    "committed [_batches/contact/records]",
+    "committing [ingested_files]",
+    "committed [ingested_files]",
+    "committed [rejected_records]",
+    "committed [contacts]",
+    "committing [contact_events]",
 }
 
 
@@ -77,13 +79,13 @@ def test_the_uninterrupted_run_has_the_expected_results_and_enough_crash_points(
     kinds = {kind(label) for _, label in points}
     for expected in (
         "parsed a batch []",
-        "wrote staging part [records]",
-        "published staging []",
-        "renamed [_batches]",
-        "renamed [rejected_records]",
-        "renamed [ingested_files]",
-        "renamed [contacts/data.parquet]",
-        "renamed [contact_events/data.parquet]",
+        "wrote staging part []",
+        "staged []",
+        "committed [_batches/contact/records]",
+        "committed [rejected_records]",
+        "committed [ingested_files]",
+        "committed [contacts]",
+        "committed [contact_events]",
     ):
         assert expected in kinds, (expected, sorted(kinds))
 

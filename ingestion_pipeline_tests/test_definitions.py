@@ -44,6 +44,7 @@ def test_definitions_load_with_every_asset_check_sensor_and_schedule():
         "contact_events",
         "account_events",
         "crm_leads",
+        "rejected_records",
     }
     contacts_deps = repo.asset_graph.get(dg.AssetKey("contacts")).parent_keys
     assert contacts_deps == {dg.AssetKey("contact_batch"), dg.AssetKey("account_batch")}
@@ -87,7 +88,7 @@ def snapshot(ingest):
     con = ingest.warehouse().connect()
     tables = ["contacts", "contact_events", "rejected_records"]
     out = {t: con.sql(f"select * from {t} order by all").fetchall() for t in tables}
-    out["ingested_files"] = con.sql("select * exclude (processed_at, run_id) from ingested_files order by file").fetchall()
+    out["ingested_files"] = con.sql("select * exclude (processed_at, run_id, stage_id) from ingested_files order by file").fetchall()
     return out
 
 
@@ -105,8 +106,9 @@ def test_sensor_requests_one_run_per_landing_day_and_runs_build_the_tables(insta
         "contact_event_batch",
         "contact_events",
         "contacts",
+        "rejected_records",
     ]
-    assert sorted(k.to_user_string() for k in requests[1].asset_selection) == ["contact_batch", "contacts"]
+    assert sorted(k.to_user_string() for k in requests[1].asset_selection) == ["contact_batch", "contacts", "rejected_records"]
     # The same pending files always give the same run keys.
     again = evaluate_sensor(instance, definitions)
     assert sorted(r.run_key for r in again.run_requests) == sorted(r.run_key for r in requests)
@@ -225,9 +227,9 @@ def test_files_landed_before_the_first_partition_are_reported_not_requested(land
     assert tick.unsettled == {}
 
 
-def test_sensor_rebuilds_a_table_left_behind_its_batches_once_no_run_is_active(instance, landing, ingest):
+def test_sensor_merges_a_table_left_behind_the_ledger_once_no_run_is_active(instance, landing, ingest):
     """A run worker that died after committing a day but before its table step
-    leaves the table older than its batches; the sensor repairs it."""
+    leaves the table behind the ledger; the sensor repairs it."""
     landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 9))
     definitions = build_definitions(ingest)
     (request,) = evaluate_sensor(instance, definitions).run_requests
@@ -242,7 +244,7 @@ def test_sensor_rebuilds_a_table_left_behind_its_batches_once_no_run_is_active(i
     (repair,) = evaluate_sensor(instance, definitions).run_requests
     assert repair.job_name == "tables_job"
     assert [k.to_user_string() for k in repair.asset_selection] == ["contacts"]
-    assert repair.tags["ingestion/repair"] == "stale_tables"
+    assert repair.tags["ingestion/repair"] == "tables_behind_ledger"
     result = definitions.resolve_job_def("tables_job").execute_in_process(asset_selection=repair.asset_selection, instance=instance)
     assert result.success
     assert ingest.warehouse().connect().sql("select contact_id, email from contacts").fetchall() == [("c1", "a@x.io")]

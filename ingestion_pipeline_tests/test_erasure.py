@@ -1,9 +1,10 @@
 """`ingestion-pipeline erase`: a privacy erasure of a contact, on real files, real
-Parquet, real DuckDB and the real CLI."""
+Delta tables, real DuckDB and the real CLI."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from ingestion_pipeline.erasure import ErasureError, erase, suppress_staged
 from ingestion_pipeline.pipeline import build_table, ingest_partition, pending_by_partition
 from ingestion_pipeline.streams import STREAMS
 
-from .conftest import DAY1, DAY2, contact, event, utc
+from .conftest import DAY1, DAY2, contact, event, local_warehouse_only, utc, warehouse_files
 
 ERASED_AT = utc(2026, 11, 22)  # after DAY1 and DAY2's files landed
 ANN, ANN_EMAIL = "ann-0001", "ann@example.com"
@@ -143,17 +144,17 @@ def ann_removed(before: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     }
 
 
-def pii_hits(root: Path, needles: list[str]) -> list[str]:
-    """Files under `root` whose bytes or decoded content (Parquet read back,
-    compression undone) contain a needle, case-insensitive."""
+def pii_hits(root, needles: list[str]) -> list[str]:
+    """Files under `root` (a folder or s3://...) whose bytes or decoded content
+    (Parquet read back, compression undone) contain a needle, case-insensitive."""
     hits = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        texts = [path.read_bytes().decode("utf-8", "replace")]
-        if path.suffix == ".parquet":
-            texts.append(repr(pl.read_parquet(path).rows()))
+    for name, data in warehouse_files(root):
+        texts = [data.decode("utf-8", "replace")]
+        if name.endswith(".parquet"):
+            texts.append(repr(pl.read_parquet(io.BytesIO(data)).rows()))
         for needle in needles:
             if any(needle.lower() in text.lower() for text in texts):
-                hits.append(f"{path.relative_to(root)}: {needle}")
+                hits.append(f"{name}: {needle}")
     return hits
 
 
@@ -183,10 +184,8 @@ def test_erase_by_contact_id_removes_her_rows_everywhere_and_keeps_every_other_r
         "memberships": 1,
         # Stored versions in the day batches: 2 contact records (contact/ and
         # identify/) + their 2 property cells, 2 events (contact_event/ and
-        # track/), 1 membership, 1 CRM lead; the staged files hold the same
-        # plus her 2 rejected records.
-        "batches": 8,
-        "staging": 10,
+        # track/), 1 membership, 1 CRM lead and her 2 rejected records.
+        "batches": 10,
     }
     assert report.warnings == []
     after = snapshot(warehouse)
@@ -216,8 +215,9 @@ def test_the_erasure_is_recorded_with_hashes_only_and_no_file_under_the_warehous
     assert json.loads(row["rows_removed"]) == report.rows_removed
     assert row["completed_at"] >= row["requested_at"]
     # Bob and Carol are still there, in the tables and in the stored batches.
-    assert pii_hits(settings.warehouse_dir / "contacts", ["bob@example.com", "carol@example.com"])
-    assert pii_hits(settings.warehouse_dir / "_batches", ["bob-0002", "carol-0003"])
+    kept = pii_hits(settings.warehouse_dir, ["bob@example.com", "carol@example.com", "bob-0002", "carol-0003"])
+    assert any(h.startswith("contacts/") and h.endswith("bob@example.com") for h in kept)
+    assert any(h.startswith("_batches/") and h.endswith("carol-0003") for h in kept)
 
 
 def test_erase_by_email_resolves_every_contact_that_ever_carried_it(settings, landing, warehouse):
@@ -441,8 +441,8 @@ def test_nothing_matched_is_still_recorded_and_suppresses_old_files(settings, la
 
 def test_commits_without_any_erasure_leave_no_trace_of_the_filter(settings, landing, warehouse, loaded):
     assert suppress_staged(warehouse, landing.store, "contact", []) == 0
-    assert not list(settings.warehouse_dir.rglob("erasures.json"))
-    assert [p.name for p in (settings.warehouse_dir / "erasures").iterdir()] == ["_schema.parquet"]
+    assert warehouse.scan("erasures").collect().is_empty()
+    assert {name.split("/")[1] for name, _ in warehouse_files(settings.warehouse_dir) if name.startswith("erasures/")} == {"_delta_log"}
 
 
 def test_invalid_requests_are_refused(settings):
@@ -457,22 +457,39 @@ def test_invalid_requests_are_refused(settings):
         assert str(exc.value) == message
 
 
-def test_erase_waits_for_a_commit_holding_the_warehouse_lock(settings, landing, warehouse, loaded):
-    done = threading.Event()
+def test_an_erase_while_runs_commit_and_merge_leaves_her_erased(settings, landing, warehouse, loaded):
+    """An erase in one thread while another ingests a late file of hers (landed
+    before the erasure) and merges every table: whichever commits first, she is
+    gone at the end and everyone else is there."""
+    late = [contact(ANN, ANN_EMAIL, {"plan": "late"}), contact("dan-0004", "dan@example.com")]
+    landing.put("contact/late.jsonl", late, utc(2026, 11, 21, 22))
+    landing.put("contact_event/late.jsonl", [event("ev-9", ANN), event("ev-10", "dan-0004")], utc(2026, 11, 21, 22))
+    errors: list[BaseException] = []
 
-    def run():
-        erase(settings, contact_id=ANN, requested_at=ERASED_AT)
-        done.set()
+    def run(fn):
+        try:
+            fn()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
 
-    with warehouse.lock():
-        worker = threading.Thread(target=run)
-        worker.start()
-        time.sleep(0.5)
-        assert not done.is_set()  # blocked on the lock
-        assert warehouse.connect().sql(f"select count(*) from contacts where contact_id = '{ANN}'").fetchall() == [(1,)]
-    worker.join(30)
-    assert done.is_set()
-    assert warehouse.connect().sql(f"select count(*) from contacts where contact_id = '{ANN}'").fetchall() == [(0,)]
+    threads = [
+        threading.Thread(target=run, args=(lambda: erase(settings, contact_id=ANN, requested_at=ERASED_AT),)),
+        threading.Thread(target=run, args=(lambda: ingest_pending(settings, landing),)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    rebuild(settings)
+    con = warehouse.connect()
+    assert con.sql("select contact_id from contacts order by 1").fetchall() == [("bob-0002",), ("carol-0003",), ("dan-0004",)]
+    assert con.sql("select contact_id, event_id from contact_events order by 2").fetchall() == [
+        ("dan-0004", "ev-10"),
+        ("bob-0002", "ev-2"),
+        *con.sql("select contact_id, event_id from contact_events where contact_id = 'carol-0003'").fetchall(),
+    ]
+    assert pii_hits(settings.warehouse_dir, [ANN_EMAIL, ANN]) == []
 
 
 # --- the CLI ---------------------------------------------------------------------
@@ -500,7 +517,7 @@ def test_cli_ingest_then_erase_by_email_prints_what_was_removed(settings, landin
         "  rejected_records  2",
         "  memberships       1",
     ]
-    assert lines[7].startswith("  (and ") and lines[7].endswith(" in staged files)")
+    assert lines[7] == "  (and 10 stored row(s) in the day batches)"
     out = runner.invoke(main, ["query", *wh, "--format", "json", "select subject_kind, subject_sha256, status from erasures"])
     assert json.loads(out.output) == [{"subject_kind": "email", "subject_sha256": sha256(ANN_EMAIL), "status": "completed"}]
     out = runner.invoke(main, ["query", *wh, "--format", "csv", "select contact_id, account_id from contacts order by 1"])
@@ -526,6 +543,7 @@ def test_cli_erase_says_when_nothing_matched(settings, landing, warehouse, loade
     ]
 
 
+@local_warehouse_only
 def test_cli_erase_usage_errors(settings, tmp_path):
     runner = CliRunner()
     settings.warehouse_dir.mkdir()
@@ -549,6 +567,7 @@ def test_cli_erase_usage_errors(settings, tmp_path):
     assert not (settings.warehouse_dir / "erasures").exists()  # nothing was recorded
 
 
+@local_warehouse_only
 def test_query_reads_the_erasures_table_of_any_warehouse(settings):
     settings.warehouse_dir.mkdir()
     out = CliRunner().invoke(main, ["query", "--warehouse", str(settings.warehouse_dir), "--format", "csv", "select * from erasures"])
@@ -581,6 +600,7 @@ def erase_cli(warehouse_dir, *args, env=None):
     )
 
 
+@local_warehouse_only
 def test_an_erase_killed_between_cells_and_records_is_finished_by_the_next_erase(settings, landing, warehouse, loaded, tmp_path):
     trace = tmp_path / "trace.tsv"
     probe = tmp_path / "probe"
@@ -588,9 +608,8 @@ def test_an_erase_killed_between_cells_and_records_is_finished_by_the_next_erase
     assert erase_cli(probe, "--contact-id", ANN, env={"INGEST_CRASH_TRACE": str(trace)}).returncode == 0
     points = [line.split("\t") for line in trace.read_text().splitlines()]
     # the batch's property cells of Ann are rewritten, the records are not yet
-    (point,) = [int(n) for n, label in points if label.startswith("writing temp") and "_batches/contact/" in label and "records" in label][
-        :1
-    ]
+    # the first commit to the contact records batch: her cells are deleted, her records not yet
+    (point,) = [int(n) for n, label in points if label == "committing _batches/contact/records"][:1]
     killed = erase_cli(settings.warehouse_dir, "--contact-id", ANN, env={"INGEST_CRASH_AT": str(point)})
     assert killed.returncode == -9
     assert warehouse.connect().sql("select status from erasures").fetchall() == [("in_progress",)]
@@ -608,14 +627,16 @@ def test_an_erase_killed_between_cells_and_records_is_finished_by_the_next_erase
     ]
 
 
-def test_erase_removes_leftovers_of_killed_writes_that_hold_her_data(settings, landing, warehouse, loaded):
-    staged = next((settings.warehouse_dir / "_staging" / "contact").glob("*/*/records.parquet"))
-    leftover_dir = staged.parent.with_name(f".{staged.parent.name}.dead.tmp")
-    leftover_dir.mkdir()
-    (leftover_dir / "records.parquet").write_bytes(staged.read_bytes())
-    table_temp = settings.warehouse_dir / "contacts" / ".data.parquet.dead.tmp"
-    table_temp.write_bytes((settings.warehouse_dir / "contacts" / "data.parquet").read_bytes())
+@local_warehouse_only
+def test_erase_removes_files_of_killed_writes_that_hold_her_data(settings, landing, warehouse, loaded):
+    # A data file a killed writer left behind (written, never committed), two hours ago.
+    table = settings.warehouse_dir / "contacts"
+    live = next(p for p in table.rglob("*.parquet") if ANN_EMAIL in repr(pl.read_parquet(p).rows()))
+    orphan = live.with_name("part-00000-killed-writer.zstd.parquet")
+    orphan.write_bytes(live.read_bytes())
+    two_hours_ago = time.time() - 7200
+    os.utime(orphan, (two_hours_ago, two_hours_ago))
     assert pii_hits(settings.warehouse_dir, [ANN_EMAIL]) != []
     erase(settings, contact_id=ANN)
-    assert not leftover_dir.exists() and not table_temp.exists()
+    assert not orphan.exists()
     assert pii_hits(settings.warehouse_dir, [ANN_EMAIL, ANN]) == []

@@ -176,7 +176,7 @@ def test_a_group_run_rebuilds_contacts_too():
 
     f = LandedFile("group/g.jsonl", 10, "v1", utc(2026, 11, 20, 8))
     [request] = day_run_requests({("account", DAY1): [f]}, "landing")
-    assert {k.to_user_string() for k in request.asset_selection} == {"account_batch", "accounts", "contacts"}
+    assert {k.to_user_string() for k in request.asset_selection} == {"account_batch", "accounts", "contacts", "rejected_records"}
 
 
 def test_csv_for_every_stream_with_properties_from_non_standard_columns(settings, landing, warehouse):
@@ -314,17 +314,3 @@ def test_a_domain_attribute_on_a_group_record_is_a_property_and_never_drops_the_
     ingest_all(settings, landing)
     assert rows(warehouse, "select contact_id, account_id from contacts") == [("c9", "Not A Domain")]
     assert rows(warehouse, "select account_id, domain, properties from accounts") == [("Not A Domain", None, '{"domain":"nope nope"}')]
-
-
-def test_batches_written_before_a_new_cells_column_still_build(settings, landing, warehouse):
-    import glob
-
-    import polars as pl
-
-    landing.put("contact/a.jsonl", [{"contact_id": "c1", "email": "a@x.com", "contact_properties": {"p": 1}}], utc(2026, 11, 20, 8))
-    ingest_all(settings, landing)
-    for path in glob.glob(str(settings.warehouse_dir / "_batches" / "contact" / "*" / "cells.parquet")):
-        pl.read_parquet(path).drop("_pos").write_parquet(path)  # as an older release wrote it
-    landing.put("contact/b.jsonl", [{"contact_id": "c2", "email": "b@x.com", "contact_properties": {"q": 2}}], utc(2026, 11, 21, 8))
-    ingest_all(settings, landing, DAY2)
-    assert rows(warehouse, "select contact_id, properties from contacts order by 1") == [("c1", '{"p":1}'), ("c2", '{"q":2}')]

@@ -10,8 +10,7 @@ import polars as pl
 import pytest
 
 from ingestion_pipeline import merge
-from ingestion_pipeline.pipeline import cell_schema
-from ingestion_pipeline.streams import STREAMS
+from ingestion_pipeline.warehouse import BATCH_COLUMNS, batch_schemas
 
 UTC_TS = pl.Datetime("us", "UTC")
 
@@ -156,7 +155,7 @@ RECORD_SCHEMA = {
     "_source_file": pl.String,
     "_source_line": pl.Int64,
 }
-CELL_SCHEMA = {k: v for k, v in cell_schema(STREAMS["contact"]).items() if k != "_bucket"}
+CELL_SCHEMA = {k: v for k, v in batch_schemas("contact")["cells"].items() if k not in BATCH_COLUMNS}
 
 # Each version of a contact: (contact_id, email, properties object, landed_at, file, line)
 VERSIONS = [

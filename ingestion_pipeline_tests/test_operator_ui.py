@@ -271,7 +271,12 @@ def operator(tmp_path_factory):
     try:
         world.dev.wait_for_code_location()
         states = world.dev.stop_instigators()
-        assert states == {"landing_sensor": "STOPPED", "daily_sweep": "STOPPED", "freshness_schedule": "STOPPED"}
+        assert states == {
+            "landing_sensor": "STOPPED",
+            "daily_sweep": "STOPPED",
+            "freshness_schedule": "STOPPED",
+            "maintenance_schedule": "STOPPED",
+        }
         yield world
     finally:
         world.close()

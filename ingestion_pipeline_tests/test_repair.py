@@ -1,6 +1,6 @@
 """Repair without the UI: a reprocess after a limit change reports what changed per
-file, a table left behind its batches is rebuilt by the next ingest, and stale
-staging or temp files of a dead process are cleaned up by the next run."""
+file, a table left behind the ledger is merged by the next ingest, and what a
+killed run appended before its ledger commit is never seen."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from ingestion_pipeline.cli import main
 from ingestion_pipeline.definitions import build_definitions
 from ingestion_pipeline.defs.resources import IngestResource
 from ingestion_pipeline.landing import LocalLandingStore
-from ingestion_pipeline.pipeline import build_table, ingest_partition, stale_tables, uncommitted_days
+from ingestion_pipeline.ledger import read_ledger
+from ingestion_pipeline.pipeline import build_table, ingest_partition, tables_behind
 
-from .conftest import DAY1, contact, event, utc
+from .conftest import DAY1, contact, event, local_warehouse_only, utc
 from .harness import clean_env, ingest
 
 LONG = "x" * 3000
@@ -74,40 +75,60 @@ def test_the_reprocess_run_config_records_the_changes_on_the_materialisation(set
         assert table.metadata["dagster/row_count"].value == 3
 
 
-def test_a_lost_table_is_rebuilt_by_the_next_ingest(settings, landing, monkeypatch):
+def test_a_table_left_behind_the_ledger_is_merged_by_the_next_ingest(settings, landing, monkeypatch):
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 8))
     landing.put("contact_event/e.jsonl", [event("e1", "c1")], utc(2026, 11, 20, 8))
     args = ["ingest", "--landing", str(landing.root), "--warehouse", str(settings.warehouse_dir)]
     assert CliRunner().invoke(main, args).exit_code == 0
-    assert stale_tables(settings) == []
-    (settings.warehouse_dir / "contacts" / "data.parquet").unlink()  # e.g. deleted by hand, or a run killed mid-way
-    assert stale_tables(settings) == ["contact"]
+    assert tables_behind(settings) == []
+    # A run that stopped after its ledger commit, before its table step (killed, machine lost).
+    landing.put("contact/b.jsonl", [contact("c2", "b@x.io")], utc(2026, 11, 20, 9))
+    ingest_partition(settings, landing.store, "contact", DAY1, run_id="killed")
+    assert tables_behind(settings) == ["contacts"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "rebuilding contacts: behind the committed batches" in result.output
-    assert stale_tables(settings) == []
+    assert "merging contacts: behind the ledger" in result.output
+    assert tables_behind(settings) == []
     out = CliRunner().invoke(
-        main, ["query", "--warehouse", str(settings.warehouse_dir), "--format", "json", "select contact_id, email from contacts"]
+        main, ["query", "--warehouse", str(settings.warehouse_dir), "--format", "json", "select contact_id, email from contacts order by 1"]
     )
-    assert json.loads(out.output) == [{"contact_id": "c1", "email": "a@x.io"}]
+    assert json.loads(out.output) == [{"contact_id": "c1", "email": "a@x.io"}, {"contact_id": "c2", "email": "b@x.io"}]
 
 
-def test_leftovers_of_a_dead_process_are_removed_by_the_next_run(settings, landing, warehouse):
+@local_warehouse_only
+def test_batch_rows_of_a_run_killed_before_its_ledger_commit_are_never_seen(settings, landing, warehouse, tmp_path):
     landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 8))
-    ingest_partition(settings, landing.store, "contact", DAY1, run_id="r1")
-    stage = warehouse.staging_dir("contact", "2026-11-20")
-    (stage / ".deadbeef.0123.tmp").mkdir()
-    (stage / ".deadbeef.0123.tmp" / "records-00000.parquet").write_bytes(b"half")
-    temp = warehouse.root / "contacts" / ".data.parquet.0123.tmp"
-    temp.write_bytes(b"half a table")
-    landing.put("contact/b.jsonl", [contact("c2", "b@x.io")], utc(2026, 11, 20, 9))
-    ingest_partition(settings, landing.store, "contact", DAY1, run_id="r2")
-    assert [p.name for p in stage.iterdir() if p.name.startswith(".")] == []
-    assert len(list(stage.iterdir())) == 2  # the two files' staged results
-    assert not temp.exists()
+    trace = tmp_path / "trace.tsv"
+    args = [sys.executable, "-c", INGEST_DAY, str(landing.root), str(warehouse.root), "r0"]
+    subprocess.run(args, env=clean_env({"INGEST_CRASH_TRACE": str(trace)}), check=True, cwd=tmp_path)
+    shutil.rmtree(warehouse.root)
+    points = [line.split("\t") for line in trace.read_text().splitlines()]
+    (point,) = [int(n) for n, label in points if label == "committed _batches/contact/records"]
+    killed = subprocess.run([*args[:-1], "killed"], env=clean_env({"INGEST_CRASH_AT": str(point)}), cwd=tmp_path)
+    assert killed.returncode == -signal.SIGKILL
+    # Its rows are in the batch, referenced by no ledger row: no table shows them.
+    stages = warehouse.scan("_batches/contact/records").select("_stage_id").unique().collect()
+    assert stages.height == 1
+    assert read_ledger(warehouse).is_empty()
     build_table(settings, "contact")
-    assert warehouse.connect().execute("select count(*) from contacts").fetchone() == (2,)
+    assert warehouse.connect().execute("select count(*) from contacts").fetchone() == (0,)
+    # The file is still pending; the next run stages it again and loads it once.
+    report = ingest_partition(settings, landing.store, "contact", DAY1, run_id="r2")
+    assert [(r["file"], r["status"], r["rows_loaded"]) for r in report.files] == [("contact/a.jsonl", "loaded", 1)]
+    build_table(settings, "contact")
+    assert warehouse.connect().execute("select contact_id, email from contacts").fetchall() == [("c1", "a@x.io")]
+
+
+INGEST_DAY = """
+import sys
+from datetime import date
+from ingestion_pipeline.landing import LocalLandingStore
+from ingestion_pipeline.pipeline import ingest_partition
+from ingestion_pipeline.settings import Settings
+settings = Settings(landing_url=sys.argv[1], warehouse_dir=sys.argv[2])
+ingest_partition(settings, LocalLandingStore(sys.argv[1]), "contact", date(2026, 11, 20), run_id=sys.argv[3])
+"""
 
 
 class UnreachableStore(LocalLandingStore):
@@ -145,31 +166,42 @@ ingest_partition(settings, LocalLandingStore(sys.argv[1]), "contact", date(2026,
 """
 
 
-def test_a_reprocess_killed_between_its_batch_and_its_ledger_is_committed_by_the_next_ingest(settings, landing, warehouse, tmp_path):
+@local_warehouse_only
+def test_a_reprocess_killed_before_its_ledger_commit_changes_nothing_and_can_be_run_again(settings, landing, warehouse, tmp_path):
     put_day(landing)
     first = ingest(landing.root, warehouse.root)
     assert first.returncode == 0, first.stderr
+    con = warehouse.connect()
+    before = {
+        t: con.execute(f"select * exclude (processed_at, run_id, stage_id) from {t} order by all").fetchall() for t in ("ingested_files",)
+    }
+    before["contacts"] = con.execute("select * from contacts order by all").fetchall()
     trace = tmp_path / "trace.tsv"
     args = [sys.executable, "-c", REPROCESS, str(landing.root), str(warehouse.root)]
     subprocess.run(args, env=clean_env({"INGEST_CRASH_TRACE": str(trace)}), check=True, cwd=tmp_path)
-    (point,) = [
-        int(n)
-        for n, label in (line.split("\t") for line in trace.read_text().splitlines())
-        if label.startswith("renamed") and "_batches/contact" in label and "records" in label
-    ][:1] or [0]
-    # Start again from the first ingest's state, then kill the reprocess right after its batch is in place.
+    points = [line.split("\t") for line in trace.read_text().splitlines()]
+    (point,) = [int(n) for n, label in points if label == "committed _batches/contact/records"]
+    # Start again from the first ingest's state, then kill the reprocess right after its batch rows are appended.
     shutil.rmtree(warehouse.root)
     assert ingest(landing.root, warehouse.root).returncode == 0
     killed = subprocess.run(args, env=clean_env({"INGEST_CRASH_AT": str(point)}), cwd=tmp_path)
     assert killed.returncode == -signal.SIGKILL
-    assert uncommitted_days(settings) == [("contact", DAY1)]
     again = ingest(landing.root, warehouse.root)
     assert again.returncode == 0, again.stderr
-    assert "landing day 2026-11-20: committing staged results in contact" in again.stderr
+    assert "Nothing pending" in again.stdout  # the ledger, unchanged, says every file is done
+    con = warehouse.connect()
+    assert (
+        con.execute("select * exclude (processed_at, run_id, stage_id) from ingested_files order by all").fetchall()
+        == before["ingested_files"]
+    )
+    assert con.execute("select * from contacts order by all").fetchall() == before["contacts"]
+    # Run again (as Dagster's run retry does), the reprocess commits whole.
+    subprocess.run(args, env=clean_env(), check=True, cwd=tmp_path)
+    build_table(settings, "contact")
     con = warehouse.connect()
     assert con.execute("select file, status, rows_loaded, rows_rejected from ingested_files order by file").fetchall() == [
         ("contact/a.jsonl", "partially_loaded", 2, 1),
         ("contact/b.jsonl", "loaded", 1, 0),
     ]
     assert con.execute("select contact_id from contacts order by 1").fetchall() == [("c1",), ("c3",), ("c4",)]
-    assert uncommitted_days(settings) == [] and stale_tables(settings) == []
+    assert tables_behind(settings) == []

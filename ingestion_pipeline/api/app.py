@@ -27,7 +27,8 @@ from starlette.requests import ClientDisconnect
 
 from ..landing import PENDING_PREFIX, LandingError, LandingStore, LocalLandingStore, open_landing
 from ..settings import Settings
-from ..warehouse import LEDGER_SCHEMA, REJECTED_SCHEMA, Warehouse
+from ..status import FileStatus
+from ..warehouse import LEDGER, REJECTED, Warehouse
 from .checks import check_json_upload, check_upload_sample
 from .config import ApiOptions, ConfigError, parse_api_keys
 from .errors import ApiError, error_response, install_error_handlers
@@ -264,25 +265,26 @@ class IngestionApi:
 
     def file_status(self, file_key: str) -> dict[str, Any]:
         stream = stream_of(file_key)
-        rows = self.warehouse.scan_segments("ingested_files", LEDGER_SCHEMA, stream).filter(pl.col("file") == file_key).collect()
+        in_stream = pl.col("stream") == stream
+        rows = self.warehouse.scan(LEDGER).filter(in_stream & (pl.col("file") == file_key)).collect()
         current = self.store.stat(file_key)
         base: dict[str, Any] = {"file_key": file_key, "stream": stream}
         if rows.height and (current is None or current.file_id in set(rows["file_id"].to_list())):
             row = rows.sort("landed_at", "processed_at", descending=True, nulls_last=True).row(0, named=True)
             rejected = (
-                self.warehouse.scan_segments("rejected_records", REJECTED_SCHEMA, stream)
-                .filter((pl.col("file") == file_key) & (pl.col("landed_at") == row["landed_at"]))
+                self.warehouse.scan(REJECTED)
+                .filter(in_stream & (pl.col("file") == file_key) & (pl.col("landed_at") == row["landed_at"]))
                 .select("line", "field", "rule", "message")
                 .sort("line", nulls_last=False)
                 .head(FIRST_REJECTED)
                 .collect()
             )
             messages = {
-                "loaded": f"loaded {row['rows_loaded']} of {row['rows_read']} record(s)",
-                "partially_loaded": f"loaded {row['rows_loaded']} of {row['rows_read']} record(s); {row['rows_rejected']} rejected",
-                "rejected": f"no record loaded: {row['first_error']}",
-                "skipped_duplicate": "same content as a file already loaded",
-                "failed": "the pipeline failed on this file; the next run retries it",
+                FileStatus.LOADED: f"loaded {row['rows_loaded']} of {row['rows_read']} record(s)",
+                FileStatus.PARTIALLY_LOADED: f"loaded {row['rows_loaded']} of {row['rows_read']} record(s); {row['rows_rejected']} rejected",
+                FileStatus.REJECTED: f"no record loaded: {row['first_error']}",
+                FileStatus.SKIPPED_DUPLICATE: "same content as a file already loaded",
+                FileStatus.FAILED: "the pipeline failed on this file; the next run retries it",
             }
             return {
                 **base,

@@ -12,11 +12,12 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from ..status import FileStatus
 from .keys import FILE_KEY_PATTERN, UPLOAD_KEY_PATTERN
 
 REFERENCE_FILE = "openapi_reference.json"
-LEDGER_STATUSES = ["loaded", "partially_loaded", "rejected", "skipped_duplicate", "failed"]
-FILE_STATUSES = ["awaiting_confirmation", "pending", *LEDGER_STATUSES]
+# Before the ledger has a row: waiting for confirm-upload, or for the pipeline.
+FILE_STATUSES = ["awaiting_confirmation", "pending", *(str(s) for s in FileStatus)]
 
 
 @lru_cache(maxsize=1)

@@ -6,9 +6,9 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from ..pipeline import PartitionReport, build_table, ingest_partition
+from ..pipeline import PartitionReport, TableSummary, build_rejected, build_table, ingest_partition
 from ..streams import STREAMS, StreamSpec, tables_fed_by
-from ..warehouse import LEDGER_SCHEMA
+from ..warehouse import LEDGER_SCHEMA, REJECTED, batch_table
 from .partitions import landing_days
 from .resources import IngestResource
 
@@ -69,7 +69,7 @@ def make_batch_asset(spec: StreamSpec) -> dg.AssetsDefinition:
         key=key,
         partitions_def=landing_days,
         group_name="landing_batches",
-        kinds={"polars", "parquet"},
+        kinds={"polars", "delta"},
         description=(
             f"Files landed under the {spec.name} folder(s) on the partition's day, parsed, "
             "validated (pandera) and normalised. Writes that day's batch, its rejected_records "
@@ -111,7 +111,7 @@ def make_batch_asset(spec: StreamSpec) -> dg.AssetsDefinition:
             # The day's other files are committed: their records reach the tables
             # now, although this partition fails until the failed file loads.
             for fed in tables_fed_by(spec.name):
-                build_table(ingest.settings(), fed.name, log=context.log.info)
+                build_table(ingest.settings(), fed.name, log=context.log.info, run_id=context.run_id)
             raise dg.Failure(
                 description=f"{len(report.errors)} file(s) failed and are recorded as `failed` "
                 "(the day's other files are loaded and in the tables); "
@@ -119,25 +119,54 @@ def make_batch_asset(spec: StreamSpec) -> dg.AssetsDefinition:
                 metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in report.errors))},
             )
         warehouse = ingest.warehouse()
-        batch = warehouse.batch_dir(spec.name, day.isoformat()) / "records.parquet"
-        preview = pl.read_parquet(batch, n_rows=10) if batch.exists() else pl.DataFrame()
+        batch = batch_table(spec.name, "records")
+        stages = [r["stage_id"] for r in report.files if r["status"] in ("loaded", "partially_loaded")]
+        preview = (
+            warehouse.scan(batch)
+            .filter((pl.col("landing_date") == day) & pl.col("_stage_id").is_in(stages))
+            .drop("_stage_id", "_key_hash", "_bucket")
+            .head(10)
+            .collect()
+        )
         statuses = pl.DataFrame(report.files, schema=LEDGER_SCHEMA)["status"].value_counts() if report.files else None
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": report.rows_loaded,
-                "dagster/column_schema": column_schema(pl.read_parquet_schema(batch)) if batch.exists() else column_schema({}),
+                "dagster/column_schema": column_schema(preview.schema),
                 "files": files_table(report.files),
                 "file_count": len(report.files),
                 "rows_rejected": sum(r["rows_rejected"] for r in report.files),
                 "statuses": ", ".join(f"{s}={n}" for s, n in statuses.iter_rows()) if statuses is not None else "no files",
                 "preview": markdown_preview(preview),
-                "path": dg.MetadataValue.path(str(batch)),
+                "path": dg.MetadataValue.path(warehouse.lake.uri(batch)),
                 **({"reprocess_changes": reprocess_changes(report)} if config.reprocess else {}),
             },
             check_results=[reconciliation_check(report.files, key)],
         )
 
     return batch
+
+
+def merge_metadata(summary: TableSummary) -> dict:
+    """What the merge did: keys inserted, updated and deleted, and the first of each."""
+    r = summary.report
+    lines = [
+        f"- {what} ({n}): " + ", ".join(map(str, keys)) + (" ..." if n > len(keys) else "")
+        for what, n, keys in (
+            ("inserted", r.n_inserted, r.inserted),
+            ("updated", r.n_updated, r.updated),
+            ("deleted", r.n_deleted, r.deleted),
+        )
+        if n
+    ]
+    return {
+        "merge": r.describe(),
+        "keys_inserted": r.n_inserted,
+        "keys_updated": r.n_updated,
+        "keys_deleted": r.n_deleted,
+        "changed_keys": dg.MetadataValue.md("\n".join(lines) if lines else "no key changed"),
+        "ledger_version": r.ledger_version if r.ledger_version is not None else -1,
+    }
 
 
 def make_table_asset(spec: StreamSpec) -> dg.AssetsDefinition:
@@ -151,27 +180,27 @@ def make_table_asset(spec: StreamSpec) -> dg.AssetsDefinition:
             if spec in tables_fed_by(source.name)
         ],
         group_name="warehouse",
-        kinds={"polars", "parquet", "duckdb"},
+        kinds={"polars", "delta", "duckdb"},
         description=f"Current state of `{spec.table}`: one row per {spec.key_label}, merged from every {spec.name} batch"
         + (" (account_id: the newest group/ membership)." if spec.extra_columns else "."),
         check_specs=[dg.AssetCheckSpec("unique_key", asset=key, blocking=True, description=f"{spec.key_label} is unique and never null")],
         pool=f"stream_{spec.name}",
     )
     def table(context: dg.AssetExecutionContext, ingest: IngestResource) -> dg.MaterializeResult:
-        summary = build_table(ingest.settings(), spec.name, log=context.log.info)
-        duplicates = summary.rows - summary.distinct_keys
+        summary = build_table(ingest.settings(), spec.name, log=context.log.info, run_id=context.run_id)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": summary.rows,
                 "dagster/column_schema": column_schema(summary.schema),
                 "preview": markdown_preview(summary.preview),
-                "path": dg.MetadataValue.path(str(summary.path)),
+                "path": dg.MetadataValue.path(summary.uri),
+                **merge_metadata(summary),
             },
             check_results=[
                 dg.AssetCheckResult(
                     check_name="unique_key",
-                    passed=duplicates == 0,
-                    metadata={"duplicate_or_null_keys": duplicates},
+                    passed=summary.duplicate_keys == 0,
+                    metadata={"duplicate_or_null_keys": summary.duplicate_keys, "keys_checked": summary.report.checked_keys},
                 )
             ],
         )
@@ -179,5 +208,25 @@ def make_table_asset(spec: StreamSpec) -> dg.AssetsDefinition:
     return table
 
 
+@dg.asset(
+    key=REJECTED,
+    deps=[dg.AssetDep(spec.batch_asset, partition_mapping=dg.AllPartitionMapping()) for spec in STREAMS.values()],
+    group_name="warehouse",
+    kinds={"delta", "duckdb"},
+    description="Every rejected record (file, line, field, rule, message, raw) of the committed files of every stream. "
+    "Each batch step brings it up to date with its own landing day; this asset catches it up after a run stopped in between.",
+)
+def rejected_records(context: dg.AssetExecutionContext, ingest: IngestResource) -> dg.MaterializeResult:
+    report = build_rejected(ingest.settings(), log=context.log.info, run_id=context.run_id)
+    lake = ingest.warehouse().lake
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": lake.rows(REJECTED),
+            "merge": report.describe(),
+            "path": dg.MetadataValue.path(lake.uri(REJECTED)),
+        }
+    )
+
+
 batch_assets = [make_batch_asset(spec) for spec in STREAMS.values()]
-table_assets = [make_table_asset(spec) for spec in STREAMS.values()]
+table_assets = [*(make_table_asset(spec) for spec in STREAMS.values()), rejected_records]

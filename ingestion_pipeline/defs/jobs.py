@@ -8,6 +8,7 @@ import dagster as dg
 
 from ..landing import LandedFile
 from ..streams import STREAMS, tables_fed_by
+from ..warehouse import REJECTED
 from .assets import batch_assets, table_assets
 from .checks import freshness_check_keys
 
@@ -47,7 +48,10 @@ def day_run_requests(groups: dict[tuple[str, date], list[LandedFile]], key_prefi
                 run_key=f"{key_prefix}:{day.isoformat()}:{digest}",
                 partition_key=day.isoformat(),
                 asset_selection=[dg.AssetKey(STREAMS[s].batch_asset) for s in streams]
-                + sorted({dg.AssetKey(t.table) for s in streams for t in tables_fed_by(s)}, key=lambda k: k.to_user_string()),
+                + sorted(
+                    {dg.AssetKey(t.table) for s in streams for t in tables_fed_by(s)} | {dg.AssetKey(REJECTED)},
+                    key=lambda k: k.to_user_string(),
+                ),
                 tags={"ingestion/streams": ",".join(streams), "ingestion/files": str(len(ids))},
             )
         )

@@ -5,7 +5,6 @@ S3, how far the sweep of the bucket has got (`landing/listing.py`: each tick lis
 the recent date prefixes plus a bounded slice of the sweep)."""
 
 import json
-import os
 import time
 from datetime import date
 from typing import NamedTuple
@@ -14,11 +13,14 @@ import dagster as dg
 
 from ..landing import LandedFile
 from ..landing.listing import SweepState, list_for_tick
-from ..pipeline import pending_by_partition, stale_tables, table_inputs
+from ..pipeline import pending_by_partition, tables_behind
 from ..streams import FEEDS, STREAMS
+from ..warehouse import LEDGER, REJECTED
 from .jobs import day_run_requests, ingest_job, tables_job
 from .partitions import FIRST_LANDING_DAY
 from .resources import IngestResource
+
+TABLE_ASSETS = {spec.table for spec in STREAMS.values()} | {REJECTED}
 
 ACTIVE_RUN_STATUSES = [
     dg.DagsterRunStatus.QUEUED,
@@ -40,24 +42,23 @@ def days_with_active_runs(instance: dg.DagsterInstance, days: set[date]) -> set[
 
 
 def table_repair_request(instance: dg.DagsterInstance, ingest: IngestResource) -> dg.RunRequest | None:
-    """A `tables_job` run for tables older than the batches they are built from
-    (a run whose worker died between committing a day and rebuilding a table),
-    once no run is active (an active run rebuilds its tables itself)."""
-    stale = stale_tables(ingest.settings())
-    if not stale:
+    """A `tables_job` run for tables behind the ledger (a run whose worker died
+    between its ledger commit and its table merge), once no run is active (an
+    active run merges its tables itself)."""
+    behind = [t for t in tables_behind(ingest.settings()) if t in TABLE_ASSETS]
+    if not behind:
         return None
     # Any active run (a sensor run, a backfill, a Materialize click) may be about to
-    # rebuild these tables itself.
+    # merge these tables itself.
     if instance.get_run_records(filters=dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES), limit=1):
         return None
-    tables = sorted(STREAMS[s].table for s in stale)
-    # One request per state of the batches: the same stale state is not requested twice.
-    newest = max(os.stat(p).st_mtime_ns for s in stale for p in table_inputs(ingest.warehouse(), s))
+    # One request per ledger version: the same state is not requested twice.
+    version = ingest.warehouse().lake.version(LEDGER)
     return dg.RunRequest(
         job_name=tables_job.name,
-        run_key=f"tables:{','.join(tables)}:{newest}",
-        asset_selection=[dg.AssetKey(t) for t in tables],
-        tags={"ingestion/repair": "stale_tables"},
+        run_key=f"tables:{','.join(sorted(behind))}:{version}",
+        asset_selection=[dg.AssetKey(t) for t in sorted(behind)],
+        tags={"ingestion/repair": "tables_behind_ledger"},
     )
 
 
@@ -133,9 +134,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, ingest: IngestResource):
     if not ready:
         repair = table_repair_request(context.instance, ingest)
         if repair is not None:
-            context.log.info(
-                f"rebuilding {', '.join(k.to_user_string() for k in repair.asset_selection)}: older than their committed batches"
-            )
+            context.log.info(f"merging {', '.join(k.to_user_string() for k in repair.asset_selection)}: behind the ledger")
             return [repair]
         waiting = f"; {len(unsettled)} file(s) still settling" if unsettled else ""
         if busy:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from ..warehouse import atomic_path, commit, fsync_dir
+from ..localfs import atomic_path, commit, fsync_dir
 from .base import LandedFile, is_in_progress
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
