@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +66,3 @@ def snapshot(warehouse: Path) -> dict[str, list[tuple]]:
         cols = f"* EXCLUDE ({', '.join(drop)})" if drop else "*"
         tables[table] = con.execute(f"SELECT {cols} FROM {table} ORDER BY ALL").fetchall()
     return tables
-
-
-def leftovers(warehouse: Path) -> list[str]:
-    return sorted(str(p.relative_to(warehouse)) for p in warehouse.rglob("*") if re.search(r"\.(tmp|old)$", p.name))

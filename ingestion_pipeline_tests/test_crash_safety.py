@@ -11,9 +11,13 @@ evenly over the run.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
+import subprocess
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +25,7 @@ import pytest
 
 from ingestion_pipeline.warehouse import Warehouse
 
-from .harness import build_landing, ingest, leftovers, snapshot
+from .harness import build_landing, clean_env, ingest, ingest_command, snapshot
 
 
 def kind(label: str) -> str:
@@ -90,35 +94,56 @@ def test_the_uninterrupted_run_has_the_expected_results_and_enough_crash_points(
         assert expected in kinds, (expected, sorted(kinds))
 
 
-def crash_and_recover(landing: Path, root: Path, n: int, label: str) -> tuple[int, str, list[str], dict | None]:
+def crash_and_recover(
+    landing: Path, root: Path, n: int, label: str, warehouse: Path | str | None = None, env: dict | None = None
+) -> tuple[int, str, list[str], dict | None]:
     """SIGKILL at point n, read what a reader would see, rerun, snapshot."""
-    warehouse = root / f"wh-{n}"
-    killed = ingest(landing, warehouse, crash_at=n)
-    problems = []
+    warehouse = warehouse or root / f"wh-{n}"
+    killed = ingest(landing, warehouse, crash_at=n, env=env)
     if killed.returncode != -signal.SIGKILL:
-        problems.append(f"point {n} ({label}) was not reached: exit {killed.returncode}\n{killed.stderr[-2000:]}")
-        return n, label, problems, None
-    if warehouse.exists():
-        # A reader of the interrupted warehouse sees whole files: every view reads.
+        return n, label, [f"point {n} ({label}) was not reached: exit {killed.returncode}\n{killed.stderr[-2000:]}"], None
+    problems, tables = recover(landing, warehouse, f"point {n} ({label})", env)
+    return n, label, problems, tables
+
+
+def recover(landing: Path, warehouse: Path | str, what: str, env: dict | None = None) -> tuple[list[str], dict | None]:
+    """What a reader of the interrupted warehouse meets, then a rerun: (problems,
+    the tables after the rerun)."""
+    problems = []
+    if Warehouse(warehouse).lake.exists("ingested_files"):
+        # A reader of the interrupted warehouse sees whole versions: every view reads.
         try:
             con = Warehouse(warehouse).connect()
             for table in Warehouse(warehouse).table_schemas():
                 con.execute(f"SELECT count(*) FROM {table}").fetchall()
             dup = con.execute("SELECT count(*) - count(DISTINCT file_id) FROM ingested_files").fetchone()[0]
             if dup:
-                problems.append(f"point {n}: the ledger holds {dup} duplicate file row(s) mid-way")
+                problems.append(f"{what}: the ledger holds {dup} duplicate file row(s) mid-way")
         except Exception as exc:
-            problems.append(f"point {n} ({label}): a reader failed on the interrupted warehouse: {exc}")
-    rerun = ingest(landing, warehouse)
+            problems.append(f"{what}: a reader failed on the interrupted warehouse: {exc}")
+    rerun = ingest(landing, warehouse, env=env)
     if rerun.returncode != 0:
-        problems.append(f"point {n} ({label}): the rerun failed: exit {rerun.returncode}\n{rerun.stdout[-1500:]}{rerun.stderr[-1500:]}")
-        return n, label, problems, None
-    left = leftovers(warehouse)
-    if left:
-        problems.append(f"point {n} ({label}): temp files left after the rerun: {left}")
-    result = snapshot(warehouse)
-    shutil.rmtree(warehouse)
-    return n, label, problems, result
+        problems.append(f"{what}: the rerun failed: exit {rerun.returncode}\n{rerun.stdout[-1500:]}{rerun.stderr[-1500:]}")
+        return problems, None
+    tables = snapshot(warehouse)
+    if isinstance(warehouse, Path):
+        shutil.rmtree(warehouse)
+    return problems, tables
+
+
+def differences(expected: dict, tables: dict | None, what: str) -> list[str]:
+    if tables is None:
+        return []
+    problems = []
+    for table, rows in expected.items():
+        if tables[table] != rows:
+            missing = [r for r in rows if r not in tables[table]][:3]
+            extra = [r for r in tables[table] if r not in rows][:3]
+            problems.append(f"{what}: {table} differs: missing {missing}, extra {extra}")
+    failed = [r for r in tables["ingested_files"] if r[5] == "failed"]
+    if failed:
+        problems.append(f"{what}: files left failed: {failed}")
+    return problems
 
 
 def test_a_rerun_after_a_kill_at_any_point_gives_the_uninterrupted_tables_and_ledger(baseline):
@@ -129,15 +154,53 @@ def test_a_rerun_after_a_kill_at_any_point_gives_the_uninterrupted_tables_and_le
         outcomes = list(pool.map(lambda n: crash_and_recover(landing, root, n, labels[n]), chosen))
     problems = [p for _, _, ps, _ in outcomes for p in ps]
     for n, label, _, tables in outcomes:
-        if tables is None:
-            continue
-        for table, rows in expected.items():
-            if tables[table] != rows:
-                missing = [r for r in rows if r not in tables[table]][:3]
-                extra = [r for r in tables[table] if r not in rows][:3]
-                problems.append(f"point {n} ({label}): {table} differs: missing {missing}, extra {extra}")
-        failed = [r for r in tables["ingested_files"] if r[5] == "failed"]
-        if failed:
-            problems.append(f"point {n} ({label}): files left failed: {failed}")
+        problems += differences(expected, tables, f"point {n} ({label})")
     assert not problems, f"{len(problems)} problem(s) over {len(chosen)} crash points:\n" + "\n".join(problems)
     assert len(chosen) == len(DEFAULT_KINDS) if not os.environ.get("INGEST_CRASH_POINTS") else len(chosen) >= 1
+
+
+def test_kills_at_random_moments_leave_no_partial_version(baseline, tmp_path):
+    """Killed at seeded random moments of a run (inside a Delta commit as much as
+    between two), the warehouse reads and one more run gives the uninterrupted
+    tables."""
+    landing, expected, _, root = baseline
+    rng = random.Random(13)
+    problems = []
+    for i in range(3):
+        warehouse = tmp_path / f"wh-{i}"
+        moment = rng.uniform(1.0, 5.0)
+        proc = subprocess.Popen(ingest_command(landing, warehouse), env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(moment)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        found, tables = recover(landing, warehouse, f"killed after {moment:.2f} s")
+        problems += found + differences(expected, tables, f"killed after {moment:.2f} s")
+    assert not problems, "\n".join(problems)
+
+
+# The points run against the S3 warehouse: the batch append, the ledger commit and a
+# table merge (the three kinds of commit), and one random moment.
+S3_KINDS = ("committed [_batches/contact/records]", "committed [ingested_files]", "committed [contacts]")
+
+
+@pytest.mark.slow
+def test_a_rerun_after_a_kill_gives_the_uninterrupted_tables_on_an_s3_warehouse(baseline, s3_server, monkeypatch):
+    landing, expected, points, root = baseline
+    env = {k: v for k, v in s3_server.env().items() if k != "INGEST_LANDING_URL"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # this process reads the warehouse too
+    last_of_kind = {kind(label): (n, label) for n, label in points}
+    problems = []
+    for wanted in S3_KINDS:
+        n, label = last_of_kind[wanted]
+        warehouse = f"s3://{s3_server.bucket}/crash-{uuid.uuid4().hex[:8]}"
+        _, _, found, tables = crash_and_recover(landing, root, n, label, warehouse, env)
+        problems += found + differences(expected, tables, f"point {n} ({label}) on S3")
+    warehouse = f"s3://{s3_server.bucket}/crash-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen(ingest_command(landing, warehouse), env=clean_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    found, tables = recover(landing, warehouse, "killed after 4 s on S3", env)
+    problems += found + differences(expected, tables, "killed after 4 s on S3")
+    assert not problems, "\n".join(problems)
