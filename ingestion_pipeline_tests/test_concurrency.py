@@ -140,3 +140,55 @@ def test_the_partition_lock_names_what_it_waits_for(tmp_path):
     assert said[0].startswith("waiting for landing day 2026-11-20 of contact: held by pid ")
     assert said[1:] == ["got it"]
     assert Path(tmp_path / "warehouse" / "_staging" / "contact" / "2026-11-20.lock").exists()
+
+
+# Started at once, two processes reach instance creation up to a second apart (imports,
+# listing); this barrier, loaded by the interpreter before the CLI runs, holds each one
+# just before it creates its Dagster instance until both are there, so that they meet
+# every time rather than in about 4 runs out of 10. It changes when, not what, they run.
+BARRIER = """
+import os, time
+import ingestion_pipeline.definitions as definitions
+
+_build = definitions.build_definitions
+
+def build_definitions(*args, **kwargs):
+    folder = os.environ["TEST_BARRIER_DIR"]
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 60
+    while len(os.listdir(folder)) < int(os.environ["TEST_BARRIER_PARTIES"]) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return _build(*args, **kwargs)
+
+definitions.build_definitions = build_definitions
+"""
+
+
+def test_two_ingests_at_once_on_a_fresh_dagster_home_leave_it_usable(tmp_path, landing):
+    home = tmp_path / "dagster_home"  # never used: its SQLite storage does not exist yet
+    warehouse = tmp_path / "warehouse"
+    hook, barrier = tmp_path / "hook", tmp_path / "barrier"
+    hook.mkdir()
+    barrier.mkdir()
+    (hook / "sitecustomize.py").write_text(BARRIER)
+    landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 8))
+    env = clean_env({"DAGSTER_HOME": str(home), "PYTHONPATH": str(hook), "TEST_BARRIER_DIR": str(barrier), "TEST_BARRIER_PARTIES": "2"})
+    procs = [
+        subprocess.Popen(ingest_command(landing.root, warehouse), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, out + err
+    assert len(list(barrier.iterdir())) == 2  # both reached instance creation together
+
+    # The timers fire again: the home is usable, and the next file loads.
+    landing.put("contact/b.jsonl", [contact("c2", "b@x.io")], utc(2026, 11, 20, 9))
+    again = subprocess.run(
+        ingest_command(landing.root, warehouse), env=clean_env({"DAGSTER_HOME": str(home)}), capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "loaded            contact/b.jsonl" in again.stdout
+    assert "more than one head" not in again.stderr
+    ledger = read_ledger(Warehouse(warehouse))
+    assert sorted(ledger["file"].to_list()) == ["contact/a.jsonl", "contact/b.jsonl"]
