@@ -11,7 +11,7 @@ export INGEST_LANDING_URL ?= data/landing
 export INGEST_WAREHOUSE_DIR ?= data/warehouse
 SQL ?= select status, count(*) as files, sum(rows_loaded) as rows_loaded, sum(rows_rejected) as rows_rejected from ingested_files group by status order by status
 
-.PHONY: venv landing home run run-s3 s3 serve test ingest query bench bench-latency bench-tick clean
+.PHONY: venv landing home run run-s3 s3 serve test test-fast ingest query bench bench-latency bench-tick clean
 
 venv: $(STAMP)
 
@@ -48,10 +48,18 @@ s3: venv
 serve: landing
 	INGEST_API_KEYS="$${INGEST_API_KEYS:-local-dev-key}" $(BIN)/ingestion-pipeline serve --host 127.0.0.1 --port 8000
 
+# Everything: lint, format check and every test (slow ones included).
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The inner loop: lint and the tests not marked `slow` (no dg dev, SeaweedFS, crash harness,
+# schemathesis or concurrent ingest processes).
+test-fast: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -m "not slow"
 
 ingest: landing home
 	$(BIN)/ingestion-pipeline ingest

@@ -21,6 +21,8 @@ from ingestion_pipeline.warehouse import Warehouse
 from .conftest import contact, utc
 from .harness import build_landing, clean_env, ingest, ingest_command, snapshot
 
+SLOW = pytest.mark.slow  # ingest processes at once
+
 
 @pytest.fixture(scope="module")
 def sequential(tmp_path_factory):
@@ -32,6 +34,7 @@ def sequential(tmp_path_factory):
     return landing.root, snapshot(root / "sequential")
 
 
+@SLOW
 def test_three_overlapping_cli_ingests_leave_the_tables_of_one_run(sequential, tmp_path):
     landing, expected = sequential
     warehouse = tmp_path / "warehouse"
@@ -48,6 +51,7 @@ def test_three_overlapping_cli_ingests_leave_the_tables_of_one_run(sequential, t
     assert ledger.height == len(expected["ingested_files"])
 
 
+@SLOW
 def test_a_backfill_run_and_a_cli_ingest_at_the_same_time(sequential, tmp_path):
     """A Dagster run of every stream for the first landing day (as a backfill from
     the UI launches it) while the CLI ingests everything, with a reader querying
@@ -88,6 +92,7 @@ def test_a_backfill_run_and_a_cli_ingest_at_the_same_time(sequential, tmp_path):
     assert snapshot(warehouse) == expected
 
 
+@SLOW
 def test_an_ingest_waits_for_a_held_warehouse_lock_and_says_so(tmp_path, landing):
     landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 8))
     warehouse = Warehouse(tmp_path / "warehouse")
@@ -103,6 +108,7 @@ def test_an_ingest_waits_for_a_held_warehouse_lock_and_says_so(tmp_path, landing
     assert "loaded            contact/a.jsonl" in out
 
 
+@SLOW
 def test_a_run_that_cannot_get_the_lock_in_time_fails_cleanly_and_the_next_run_loads(tmp_path, landing):
     landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 8))
     warehouse = Warehouse(tmp_path / "warehouse")
@@ -164,6 +170,7 @@ definitions.build_definitions = build_definitions
 """
 
 
+@SLOW
 def test_two_ingests_at_once_on_a_fresh_dagster_home_leave_it_usable(tmp_path, landing):
     home = tmp_path / "dagster_home"  # never used: its SQLite storage does not exist yet
     warehouse = tmp_path / "warehouse"

@@ -23,6 +23,8 @@ from ingestion_pipeline.warehouse import Warehouse
 
 from .harness import build_landing, ingest, leftovers, snapshot
 
+pytestmark = pytest.mark.slow  # dozens of ingest processes, each killed at one point
+
 
 def kind(label: str) -> str:
     """A point's kind: the step, and what it wrote (a staging part's kind, or the

@@ -31,6 +31,8 @@ from ingestion_pipeline.warehouse import Warehouse
 
 from .conftest import contact, event, file_bytes
 
+pytestmark = pytest.mark.slow  # one dg dev and one SeaweedFS for the module
+
 REPO = {"repositoryName": "__repository__", "repositoryLocationName": LOCATION}
 PREFIX = "ops"
 # The account stream gets an 18 s deadline so that the test sees it go stale; the

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import dagster as dg
+import pytest
 from click.testing import CliRunner
 
 from ingestion_pipeline.cli import main
@@ -145,6 +146,7 @@ ingest_partition(settings, LocalLandingStore(sys.argv[1]), "contact", date(2026,
 """
 
 
+@pytest.mark.slow  # the crash harness: ingest processes traced, then one killed
 def test_a_reprocess_killed_between_its_batch_and_its_ledger_is_committed_by_the_next_ingest(settings, landing, warehouse, tmp_path):
     put_day(landing)
     first = ingest(landing.root, warehouse.root)

@@ -261,6 +261,7 @@ def test_presigning_without_credentials_is_a_landing_error(monkeypatch, tmp_path
         store.presigned_put_url("_uploads/a.jsonl.gz", 60)
 
 
+@pytest.mark.slow
 def test_the_seaweedfs_launcher_stops_the_server_when_it_is_terminated(tmp_path):
     import signal
     import socket
