@@ -5,11 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 DAGSTER_HOME_S3 ?= $(CURDIR)/.dagster_home_s3
+# The instance template, copied into DAGSTER_HOME (dg dev ignores a dagster.yaml in its working directory).
+INSTANCE_YAML := deploy/dagster.yaml
 export INGEST_LANDING_URL ?= data/landing
 export INGEST_WAREHOUSE_DIR ?= data/warehouse
 SQL ?= select status, count(*) as files, sum(rows_loaded) as rows_loaded, sum(rows_rejected) as rows_rejected from ingested_files group by status order by status
 
-.PHONY: venv landing home run run-s3 s3 serve test ingest query bench bench-latency bench-tick bench-growth clean
+.PHONY: venv landing home run run-s3 s3 serve test test-fast ingest query bench bench-latency bench-tick bench-growth clean
 
 venv: $(STAMP)
 
@@ -26,15 +28,15 @@ landing: venv
 
 home:
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	cp $(INSTANCE_YAML) $(DAGSTER_HOME)/dagster.yaml
 
 run: landing home
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/dg dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # S3 mode on this machine: SeaweedFS (S3 on :8333, data in .seaweedfs/) + the UI + the API.
 run-s3: venv
 	mkdir -p $(DAGSTER_HOME_S3)
-	cp dagster.yaml $(DAGSTER_HOME_S3)/dagster.yaml
+	cp $(INSTANCE_YAML) $(DAGSTER_HOME_S3)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME_S3) INGEST_WAREHOUSE_DIR=data/warehouse-s3 $(BIN)/python -m ingestion_pipeline.devtools.s3_dev
 
 # SeaweedFS alone (prints the export lines for INGEST_LANDING_URL and AWS_*).
@@ -46,10 +48,18 @@ s3: venv
 serve: landing
 	INGEST_API_KEYS="$${INGEST_API_KEYS:-local-dev-key}" $(BIN)/ingestion-pipeline serve --host 127.0.0.1 --port 8000
 
+# Everything: lint, format check and every test (slow ones included).
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The inner loop: lint and the tests not marked `slow` (no dg dev, SeaweedFS, crash harness,
+# schemathesis or concurrent ingest processes).
+test-fast: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -m "not slow"
 
 ingest: landing home
 	$(BIN)/ingestion-pipeline ingest
@@ -61,7 +71,7 @@ query: venv
 bench: venv
 	$(BIN)/python bench/run.py
 
-# Landing -> queryable seconds under `make run` (starts its own dagster dev on a free port,
+# Landing -> queryable seconds under `make run` (starts its own dg dev on a free port,
 # temp DAGSTER_HOME/landing/warehouse); e.g. LATENCY_ARGS="--files 20 --burst 5". See bench/latency.py.
 bench-latency: venv
 	$(BIN)/python bench/latency.py $(LATENCY_ARGS)

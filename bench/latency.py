@@ -5,9 +5,9 @@ under `make run` (issue 5 target: p50 <= 20 s).
     make bench-latency
 
 By default the script is self-contained. It starts what `make run` starts:
-`dagster dev -w workspace.yaml` (webserver, daemon, code server) on a free port on
+`dg dev -w workspace.yaml` (webserver, daemon, code server) on a free port on
 127.0.0.1. It gets a temporary DAGSTER_HOME holding a copy of the repo's
-dagster.yaml, as the Makefile's `home` target makes, and temporary landing and
+deploy/dagster.yaml, as the Makefile's `home` target makes, and temporary landing and
 warehouse folders (INGEST_LANDING_URL, INGEST_WAREHOUSE_DIR). It waits for the code
 location through GraphQL, as ingestion_pipeline_tests/test_operator_ui.py does. The
 landing_sensor defaults to RUNNING (defs/sensors.py), so it is not touched. If
@@ -39,7 +39,7 @@ run-worker start-up), the two steps (contact_event_batch, contact_events, each i
 its own process under the default multiprocess executor, so each has a start-up
 gap), and the rest.
 
-At the end, or on Ctrl-C, SIGTERM or failure, `dagster dev` gets SIGINT, then
+At the end, or on Ctrl-C, SIGTERM or failure, `dg dev` gets SIGINT, then
 SIGTERM, then SIGKILL (its process group), until no process with the temporary
 DAGSTER_HOME in its environment is left. Any such process still alive is then
 killed by pid, and the script prints the count.
@@ -421,7 +421,7 @@ def main() -> None:
     try:
         t0 = time.monotonic()
         dev = DagsterDev(work / "dagster_home", env, work / "dagster-dev.log")
-        print(f"dagster dev on 127.0.0.1:{dev.port}, DAGSTER_HOME={dev.home} (dagster.yaml copied), work dir {work}", flush=True)
+        print(f"dg dev on 127.0.0.1:{dev.port}, DAGSTER_HOME={dev.home} (deploy/dagster.yaml copied), work dir {work}", flush=True)
         dev.wait_for_code_location()
         print(f"code location loaded after {time.monotonic() - t0:.1f} s", flush=True)
         interval, note = ensure_sensor_running(dev.gql)
@@ -430,13 +430,10 @@ def main() -> None:
         ok = True
     finally:
         if dev is not None:
-            print("\nstopping dagster dev ...", flush=True)
+            print("\nstopping dg dev ...", flush=True)
             stray = dev.stop()
             left = processes_with_env("DAGSTER_HOME", str(dev.home))
-            print(
-                f"dagster dev stopped; processes of this instance killed by pid after the group shutdown: {len(stray)}; "
-                f"left now: {len(left)}"
-            )
+            print(f"dg dev stopped; processes of this instance killed by pid after the group shutdown: {len(stray)}; left now: {len(left)}")
         if ok and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:

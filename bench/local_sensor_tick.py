@@ -170,10 +170,10 @@ def main() -> None:
         instance = dg.DagsterInstance.ephemeral(tempdir=str(root / "dagster"))
 
         def tick():
-            context = dg.build_sensor_context(instance=instance, cursor=None, resources={"ingest": ingest}, definitions=definitions)
-            start = time.perf_counter()
-            data = landing_sensor.evaluate_tick(context)
-            return time.perf_counter() - start, data
+            with dg.build_sensor_context(instance=instance, cursor=None, resources={"ingest": ingest}, definitions=definitions) as context:
+                start = time.perf_counter()
+                data = landing_sensor.evaluate_tick(context)
+                return time.perf_counter() - start, data
 
         results: dict[str, list[float]] = {f"tick with {NEW:,} new files": [], "tick with nothing new": []}
         requests = None

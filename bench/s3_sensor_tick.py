@@ -101,10 +101,12 @@ def main() -> None:
         results: dict[str, list[float]] = {"tick with a sweep slice": [], "tick between sweeps": [], "whole-bucket listing": []}
         for _ in range(REPS):
             for label, cursor in (("tick with a sweep slice", None), ("tick between sweeps", between)):
-                context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"ingest": ingest}, definitions=definitions)
-                start = time.perf_counter()
-                data = landing_sensor.evaluate_tick(context)
-                results[label].append(time.perf_counter() - start)
+                with dg.build_sensor_context(
+                    instance=instance, cursor=cursor, resources={"ingest": ingest}, definitions=definitions
+                ) as context:
+                    start = time.perf_counter()
+                    data = landing_sensor.evaluate_tick(context)
+                    results[label].append(time.perf_counter() - start)
                 files = sum(int(r.tags["ingestion/files"]) for r in data.run_requests)
                 assert files == NEW, (label, files)
             start = time.perf_counter()

@@ -78,9 +78,7 @@ def run_ingest(settings: Settings, echo=click.echo) -> tuple[list[dict], list[st
     )
     definitions = build_definitions(ingest)
     home = os.environ.get("DAGSTER_HOME")
-    if home:
-        os.makedirs(home, exist_ok=True)  # a fresh clone under `make ingest`: runs show in the UI later
-    instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.ephemeral()
+    instance = _open_instance(home) if home else dg.DagsterInstance.ephemeral()
     failures = []
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     requests = day_run_requests(groups, key_prefix=f"cli:{uuid.uuid4().hex[:8]}")
@@ -116,6 +114,22 @@ def run_ingest(settings: Settings, echo=click.echo) -> tuple[list[dict], list[st
     wanted = {f.file_id for files in groups.values() for f in files}
     ledger = read_ledger(Warehouse(settings.warehouse_dir)).filter(pl.col("file_id").is_in(list(wanted)))
     return ledger.sort("landed_at", "file").to_dicts(), failures
+
+
+def _open_instance(home: str):
+    """The instance of DAGSTER_HOME, creating the folder when missing (a fresh clone under
+    `make ingest`: the runs show in the UI later). Dagster creates and stamps its SQLite
+    storage on first use without a lock: two processes doing that at once leave two alembic
+    heads, and every later start fails ("more than one head present"). So the first use
+    (and every open, which costs a few ms) happens under an exclusive lock in the home."""
+    import fcntl
+
+    import dagster as dg
+
+    os.makedirs(home, exist_ok=True)
+    with open(os.path.join(home, ".instance.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, or the process dies
+        return dg.DagsterInstance.get()
 
 
 def _run_failure(result, what: str) -> str:

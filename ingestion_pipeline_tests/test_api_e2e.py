@@ -119,8 +119,8 @@ def sensor_runs(server, instance) -> int:
     """One landing_sensor tick and the runs it requests, as the daemon would run them."""
     ingest = IngestResource(landing_url=server.landing_url, warehouse_dir=str(server.warehouse_dir), settle_seconds=0)
     definitions = build_definitions(ingest)
-    context = dg.build_sensor_context(instance=instance, resources={"ingest": ingest}, definitions=definitions)
-    tick = landing_sensor.evaluate_tick(context)
+    with dg.build_sensor_context(instance=instance, resources={"ingest": ingest}, definitions=definitions) as context:
+        tick = landing_sensor.evaluate_tick(context)
     job = definitions.resolve_job_def("ingest_job")
     for request in tick.run_requests:
         result = job.execute_in_process(

@@ -17,7 +17,10 @@ from ingestion_pipeline.defs.resources import IngestResource
 from ingestion_pipeline.ledger import read_ledger
 from ingestion_pipeline.warehouse import Warehouse
 
+from .conftest import contact, utc
 from .harness import build_landing, clean_env, ingest, ingest_command, snapshot
+
+SLOW = pytest.mark.slow  # ingest processes at once
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +33,7 @@ def sequential(tmp_path_factory):
     return landing.root, snapshot(root / "sequential")
 
 
+@SLOW
 def test_three_overlapping_cli_ingests_leave_the_tables_of_one_run(sequential, tmp_path):
     landing, expected = sequential
     warehouse = tmp_path / "warehouse"
@@ -46,6 +50,7 @@ def test_three_overlapping_cli_ingests_leave_the_tables_of_one_run(sequential, t
     assert ledger.height == len(expected["ingested_files"])
 
 
+@SLOW
 def test_a_backfill_run_and_a_cli_ingest_at_the_same_time(sequential, tmp_path):
     """A Dagster run of every stream for the first landing day (as a backfill from
     the UI launches it) while the CLI ingests everything, with a reader querying
@@ -84,3 +89,56 @@ def test_a_backfill_run_and_a_cli_ingest_at_the_same_time(sequential, tmp_path):
     # The backfill may have committed the first day's files itself: whichever
     # process did, every table is the sequential run's.
     assert snapshot(warehouse) == expected
+
+
+# Started at once, two processes reach instance creation up to a second apart (imports,
+# listing); this barrier, loaded by the interpreter before the CLI runs, holds each one
+# just before it creates its Dagster instance until both are there, so that they meet
+# every time rather than in about 4 runs out of 10. It changes when, not what, they run.
+BARRIER = """
+import os, time
+import ingestion_pipeline.definitions as definitions
+
+_build = definitions.build_definitions
+
+def build_definitions(*args, **kwargs):
+    folder = os.environ["TEST_BARRIER_DIR"]
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 60
+    while len(os.listdir(folder)) < int(os.environ["TEST_BARRIER_PARTIES"]) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return _build(*args, **kwargs)
+
+definitions.build_definitions = build_definitions
+"""
+
+
+@SLOW
+def test_two_ingests_at_once_on_a_fresh_dagster_home_leave_it_usable(tmp_path, landing):
+    home = tmp_path / "dagster_home"  # never used: its SQLite storage does not exist yet
+    warehouse = tmp_path / "warehouse"
+    hook, barrier = tmp_path / "hook", tmp_path / "barrier"
+    hook.mkdir()
+    barrier.mkdir()
+    (hook / "sitecustomize.py").write_text(BARRIER)
+    landing.put("contact/a.jsonl", [contact("c1", "a@x.io")], utc(2026, 11, 20, 8))
+    env = clean_env({"DAGSTER_HOME": str(home), "PYTHONPATH": str(hook), "TEST_BARRIER_DIR": str(barrier), "TEST_BARRIER_PARTIES": "2"})
+    procs = [
+        subprocess.Popen(ingest_command(landing.root, warehouse), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, out + err
+    assert len(list(barrier.iterdir())) == 2  # both reached instance creation together
+
+    # The timers fire again: the home is usable, and the next file loads.
+    landing.put("contact/b.jsonl", [contact("c2", "b@x.io")], utc(2026, 11, 20, 9))
+    again = subprocess.run(
+        ingest_command(landing.root, warehouse), env=clean_env({"DAGSTER_HOME": str(home)}), capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "loaded            contact/b.jsonl" in again.stdout
+    assert "more than one head" not in again.stderr
+    ledger = read_ledger(Warehouse(warehouse))
+    assert sorted(ledger["file"].to_list()) == ["contact/a.jsonl", "contact/b.jsonl"]

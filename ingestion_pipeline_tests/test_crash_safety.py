@@ -27,6 +27,8 @@ from ingestion_pipeline.warehouse import Warehouse
 
 from .harness import build_landing, clean_env, ingest, ingest_command, snapshot
 
+pytestmark = pytest.mark.slow  # dozens of ingest processes, each killed at one point
+
 
 def kind(label: str) -> str:
     """A point's kind: the step, and what it wrote (a staging part's kind, or the

@@ -68,9 +68,9 @@ def test_definitions_load_with_every_asset_check_sensor_and_schedule():
 
 
 def evaluate_sensor(instance, definitions, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions, resources=definitions.resources)
-    data = landing_sensor.evaluate_tick(context)
-    return data
+    # A context manager: IngestResource has a nested resource (its S3Resource), set up in this scope.
+    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=definitions, resources=definitions.resources) as context:
+        return landing_sensor.evaluate_tick(context)
 
 
 def execute(definitions, instance, request, run_config=None):
@@ -172,13 +172,13 @@ def test_daily_sweep_requests_yesterday_and_pending_days_of_the_last_week(instan
     landing.put("contact_event/old.jsonl", [event("e1", "c1")], utc(2026, 11, 18, 5))
     landing.put("contact_event/too-old.jsonl", [event("e2", "c1")], utc(2026, 11, 1, 5))
     definitions = build_definitions(ingest)
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(2026, 11, 23, 0, 15, tzinfo=UTC),
         repository_def=definitions.get_repository_def(),
         resources=definitions.resources,
-    )
-    data = daily_sweep.evaluate_tick(context)
+    ) as context:
+        data = daily_sweep.evaluate_tick(context)
     assert sorted(r.partition_key for r in data.run_requests) == ["2026-11-18", "2026-11-22"]
 
 

@@ -1,6 +1,6 @@
-"""The operator's view, for real: `dagster dev` (webserver + daemon + code server, as
+"""The operator's view, for real: `dg dev` (webserver + daemon + code server, as
 `make run` starts it) on a free port, with a temporary DAGSTER_HOME holding a copy of
-the repo's dagster.yaml (run queue, pools, run_retries). Everything is driven and
+the repo's deploy/dagster.yaml (run queue, pools, run_retries). Everything is driven and
 observed through the GraphQL API the UI uses; the tables are then read with DuckDB.
 
 The landing is a dedicated SeaweedFS S3 server with its data and the warehouse in
@@ -8,7 +8,7 @@ tmp_path: stopping it is a real transient storage fault (we run as root, so file
 permissions cannot make a folder unreadable), and restarting it on the same port and
 data dir is the fix.
 
-One `dagster dev` serves the module (it takes ~15 s to load), and the tests build on
+One `dg dev` serves the module (it takes ~15 s to load), and the tests build on
 each other in file order (first load, outage + retries + repair, freshness). The
 landing_sensor and both schedules are stopped through GraphQL first, so only the runs
 launched here happen. Runs are launched with the in-process executor (a launchpad
@@ -25,11 +25,13 @@ from pathlib import Path
 import pytest
 
 from ingestion_pipeline.devtools import seaweedfs
-from ingestion_pipeline.devtools.dagster_dev import LOCATION, processes_with_env
+from ingestion_pipeline.devtools.dagster_dev import LOCATION, ROOT, processes_with_env
 from ingestion_pipeline.devtools.dagster_dev import DagsterDev as BaseDagsterDev
 from ingestion_pipeline.warehouse import Warehouse
 
 from .conftest import contact, event, file_bytes
+
+pytestmark = pytest.mark.slow  # one dg dev and one SeaweedFS for the module
 
 REPO = {"repositoryName": "__repository__", "repositoryLocationName": LOCATION}
 PREFIX = "ops"
@@ -116,7 +118,7 @@ query Check($key: AssetKeyInput!, $name: String!, $limit: Int!) {
 
 
 class DagsterDev(BaseDagsterDev):
-    """`dagster dev` as `make run` starts it, plus what the operator does in the UI."""
+    """`dg dev` as `make run` starts it, plus what the operator does in the UI."""
 
     def stop_instigators(self) -> dict[str, str]:
         """Stops the landing sensor and the schedules as an operator would in the UI."""
@@ -195,7 +197,7 @@ class DagsterDev(BaseDagsterDev):
 
 
 class Operator:
-    """The module's world: one SeaweedFS landing, one warehouse, one `dagster dev`."""
+    """The module's world: one SeaweedFS landing, one warehouse, one `dg dev`."""
 
     def __init__(self, work: Path):
         self.work = work
@@ -216,7 +218,7 @@ class Operator:
             # The daemon looks for failed runs to retry every second instead of every 5 s.
             "DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS": "1",
         }
-        # dagster dev loads for ~15 s; SeaweedFS starts meanwhile (the sensor is stopped
+        # dg dev loads for ~15 s; SeaweedFS starts meanwhile (the sensor is stopped
         # before anything lands, so its first ticks see an empty or absent store).
         self.dev = DagsterDev(work / "dagster_home", env, work / "dagster-dev.log")
         try:
@@ -299,6 +301,16 @@ def first_load(operator):
     (operator.day,) = days
     run_id = operator.dev.launch("ingest_job", partition=operator.day, assets=INGEST_ALL)
     return operator.dev.wait_for_run(run_id)
+
+
+def test_the_ui_starts_without_warnings_about_its_command_or_instance_file(operator):
+    # `dagster dev` warned that it is superseded by `dg dev`, and a dagster.yaml in the
+    # working directory (the repository root) drew "will not be used" at every start.
+    log = operator.dev.log_path.read_text(errors="replace")
+    assert "Launching Dagster services" in log
+    assert "superseded" not in log.lower()
+    assert "dagster.yaml" not in log
+    assert (operator.dev.home / "dagster.yaml").read_text() == (ROOT / "deploy" / "dagster.yaml").read_text()
 
 
 def test_a_partition_run_launched_through_graphql_succeeds_and_the_ui_shows_partitions_and_checks(operator, first_load):
@@ -483,6 +495,6 @@ def test_the_freshness_job_flags_a_stream_past_its_deadline_although_nothing_lan
 def test_stopping_dagster_dev_leaves_no_process_behind(operator):
     home = str(operator.dev.home)
     assert processes_with_env("DAGSTER_HOME", home)  # webserver, daemon, code server
-    assert operator.dev.stop() == []  # nothing had to be killed by pid: dagster dev shut its children down
+    assert operator.dev.stop() == []  # nothing had to be killed by pid: dg dev shut its children down
     assert operator.dev.process.poll() is not None
     assert processes_with_env("DAGSTER_HOME", home) == []

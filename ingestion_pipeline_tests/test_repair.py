@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import dagster as dg
+import pytest
 from click.testing import CliRunner
 
 from ingestion_pipeline.cli import main
@@ -166,6 +167,7 @@ ingest_partition(settings, LocalLandingStore(sys.argv[1]), "contact", date(2026,
 """
 
 
+@pytest.mark.slow  # the crash harness: ingest processes traced, then one killed
 @local_warehouse_only
 def test_a_reprocess_killed_before_its_ledger_commit_changes_nothing_and_can_be_run_again(settings, landing, warehouse, tmp_path):
     put_day(landing)

@@ -184,8 +184,11 @@ def test_unreachable_s3_fails_clearly_without_touching_the_ledger(tmp_path, monk
 
 
 def evaluate(instance, ingest: IngestResource, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"ingest": ingest}, definitions=build_definitions(ingest))
-    return landing_sensor.evaluate_tick(context)
+    # A context manager: a resource with a nested resource (IngestResource.s3) is set up in its scope.
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"ingest": ingest}, definitions=build_definitions(ingest)
+    ) as context:
+        return landing_sensor.evaluate_tick(context)
 
 
 def test_a_tick_lists_recent_date_prefixes_and_a_slice_of_the_sweep_from_its_high_water_key(s3_landing):
@@ -238,6 +241,53 @@ def test_the_sensor_on_s3_keeps_its_sweep_in_the_cursor_and_waits_for_no_settlin
     assert evaluate(instance, ingest, cursor=tick.cursor).run_requests == []
 
 
+def test_the_dagster_layer_reaches_the_bucket_through_the_s3resource_configured_on_it(s3_landing, s3_settings, tmp_path, monkeypatch):
+    """A deployment that configures S3 on the resource (dagster-aws' S3Resource: endpoint,
+    credentials, region), not in the process environment: the sensor and the run use it."""
+    from dagster_aws.s3 import S3Resource
+
+    from ingestion_pipeline.devtools.seaweedfs import free_port
+
+    server = s3_landing.server
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    s3 = S3Resource(
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name="us-east-1",
+        max_attempts=1,
+    )
+    ingest = IngestResource(landing_url=s3_landing.url, warehouse_dir=str(s3_settings.warehouse_dir), s3=s3)
+    s3_landing.put("contact/a.jsonl", [contact("c1", "a@x.io")])
+    instance = dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "dagster"))
+    (request,) = evaluate(instance, ingest).run_requests
+    assert request.tags["ingestion/files"] == "1"
+    job = build_definitions(ingest).resolve_job_def("ingest_job")
+    result = job.execute_in_process(
+        partition_key=request.partition_key, asset_selection=request.asset_selection, instance=instance, tags=request.tags
+    )
+    assert result.success
+    assert rows(s3_settings, "select contact_id, email from contacts") == [("c1", "a@x.io")]
+    # Without it, this process has no way to the bucket: the listing fails and names it.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(LandingError, match=rf"S3 listing of {s3_landing.prefix}/contact/ failed"):
+        list(IngestResource(landing_url=s3_landing.url, warehouse_dir=str(s3_settings.warehouse_dir)).store().list_files("contact"))
+
+
+def test_the_s3resource_made_from_the_environment_keeps_its_endpoint_region_and_attempts(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    client = IngestResource(landing_url="s3://landing/p", warehouse_dir="wh").store().client
+    assert (client.meta.endpoint_url, client.meta.region_name) == ("http://127.0.0.1:9", "eu-west-3")
+    assert client.meta.config.retries == open_landing("s3://landing/p").client.meta.config.retries  # the core's own client's
+    assert client.generate_presigned_url("get_object", Params={"Bucket": "landing", "Key": "k"}).startswith("http://127.0.0.1:9/landing/k?")
+
+
 def test_a_sweep_slice_is_bounded_by_keys_listed_hidden_names_included(s3_landing):
     for i in range(12):
         s3_landing.put(f"contact/_markers/m{i:03d}", "x")  # hidden: never returned, still listed
@@ -261,6 +311,7 @@ def test_presigning_without_credentials_is_a_landing_error(monkeypatch, tmp_path
         store.presigned_put_url("_uploads/a.jsonl.gz", 60)
 
 
+@pytest.mark.slow
 def test_the_seaweedfs_launcher_stops_the_server_when_it_is_terminated(tmp_path):
     import signal
     import socket

@@ -4,10 +4,12 @@ import os
 from datetime import timedelta
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 from pydantic import field_validator
 
 from ..freshness import DEFAULT_FRESHNESS_HOURS, FRESHNESS_ENV, parse_freshness_hours
 from ..landing import LandingStore, open_landing
+from ..landing.s3 import client_options
 from ..settings import Settings
 from ..streams import STREAMS
 from ..warehouse import Warehouse
@@ -34,6 +36,10 @@ class IngestResource(dg.ConfigurableResource):
     # From INGEST_FRESHNESS_HOURS, e.g. `26` or `contact_event=2,default=26`.
     freshness_default_hours: float = DEFAULT_FRESHNESS_HOURS
     freshness_hours: dict[str, float] = {}
+    # S3 landing: dagster-aws' S3Resource makes the boto3 client the landing store reads
+    # with (endpoint, region, credentials, profile, retries). Unset: one from the AWS_*
+    # environment (landing/s3.py client_options), credentials by boto3's chain.
+    s3: S3Resource | None = None
 
     @field_validator("freshness_default_hours")
     @classmethod
@@ -77,7 +83,8 @@ class IngestResource(dg.ConfigurableResource):
         return timedelta(hours=self.freshness_hours.get(stream, self.freshness_default_hours))
 
     def store(self) -> LandingStore:
-        return open_landing(self.landing_url)
+        s3 = self.s3 or S3Resource(**client_options())
+        return open_landing(self.landing_url, s3_client=s3.get_client() if self.landing_url.startswith("s3://") else None)
 
     def warehouse(self) -> Warehouse:
         return Warehouse(self.warehouse_dir)

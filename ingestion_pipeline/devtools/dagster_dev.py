@@ -1,5 +1,5 @@
-"""`dagster dev` as `make run` starts it, for the operator's-view tests and
-bench/latency.py: a temp DAGSTER_HOME holding the repo's dagster.yaml, a free
+"""`dg dev` as `make run` starts it, for the operator's-view tests and
+bench/latency.py: a temp DAGSTER_HOME holding the repo's deploy/dagster.yaml, a free
 port on 127.0.0.1, GraphQL to drive it, and a stop that leaves no process."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import requests
 
 from .seaweedfs import free_port
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: workspace.yaml, dagster.yaml
+ROOT = Path(__file__).resolve().parents[2]  # the repository: workspace.yaml, deploy/dagster.yaml
+INSTANCE_YAML = ROOT / "deploy" / "dagster.yaml"  # the instance template `make run` copies into DAGSTER_HOME
 LOCATION = "ingestion_pipeline"
 
 
@@ -52,19 +53,19 @@ class GraphQL:
 
 
 class DagsterDev:
-    """`dagster dev -w workspace.yaml` in its own process group (session)."""
+    """`dg dev -w workspace.yaml` in its own process group (session)."""
 
     def __init__(self, home: Path, env: dict[str, str], log_path: Path):
         home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # the Makefile's `home` target
+        shutil.copy(INSTANCE_YAML, home / "dagster.yaml")  # the Makefile's `home` target
         self.home = home
         self.port = free_port()
         self.gql = GraphQL(f"http://127.0.0.1:{self.port}")
         self.log_path = log_path
-        dagster = Path(sys.executable).with_name("dagster")
+        dg = Path(sys.executable).with_name("dg")
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
+                [str(dg), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
                 cwd=ROOT,
                 env={**os.environ, **env, "DAGSTER_HOME": str(home)},
                 stdout=log,
@@ -81,7 +82,7 @@ class DagsterDev:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"dagster dev exited with {self.process.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(f"dg dev exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
                 entries = self.gql(query)["workspaceOrError"]["locationEntries"]
             except (requests.RequestException, RuntimeError, KeyError):
@@ -97,7 +98,7 @@ class DagsterDev:
             time.sleep(0.5)
 
     def stop(self) -> list[int]:
-        """SIGINT to the group (dagster dev shuts its children down), then SIGTERM,
+        """SIGINT to the group (dg dev shuts its children down), then SIGTERM,
         then SIGKILL; then kills by pid whatever still carries our DAGSTER_HOME.
         Returns the pids that had to be killed that way (none after a clean stop)."""
         for sig, grace in ((signal.SIGINT, 30), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):
@@ -109,7 +110,7 @@ class DagsterDev:
                 self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 continue
-            # dagster dev is gone; give its children the same grace before escalating.
+            # dg dev is gone; give its children the same grace before escalating.
             deadline = time.monotonic() + grace
             while processes_with_env("DAGSTER_HOME", str(self.home)) and time.monotonic() < deadline:
                 time.sleep(0.2)

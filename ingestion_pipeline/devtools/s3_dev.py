@@ -1,6 +1,6 @@
 """`make run-s3`: the pipeline in S3 mode on this machine. Starts SeaweedFS (S3 on
 127.0.0.1:8333, data in .seaweedfs/), copies data/samples/ into the bucket when it is
-empty, then runs `dagster dev` (UI on :3000) with INGEST_LANDING_URL=s3://landing and
+empty, then runs `dg dev` (UI on :3000) with INGEST_LANDING_URL=s3://landing and
 the AWS_* variables pointing at it, and `ingestion-pipeline serve` (API on :8000).
 Ctrl+C stops all three."""
 
@@ -55,7 +55,7 @@ def main() -> None:
             subprocess.Popen([str(bin_dir / "ingestion-pipeline"), "serve", "--host", "127.0.0.1", "--port", str(args.api_port)], env=env)
         )
         children.append(
-            subprocess.Popen([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.ui_port)], env=env)
+            subprocess.Popen([str(bin_dir / "dg"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(args.ui_port)], env=env)
         )
         children[-1].wait()
     except KeyboardInterrupt:

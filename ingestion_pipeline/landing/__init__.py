@@ -6,11 +6,13 @@ from .base import PENDING_PREFIX, LandedFile, LandingError, LandingStore, is_in_
 from .local import LocalLandingStore
 
 
-def open_landing(url: str) -> LandingStore:
+def open_landing(url: str, s3_client=None) -> LandingStore:
+    """The store for `url`; an S3 store uses `s3_client` (a boto3 S3 client) when given,
+    else one made from the AWS_* environment."""
     if url.startswith("s3://"):
         from .s3 import S3LandingStore
 
-        return S3LandingStore(url)
+        return S3LandingStore(url, client=s3_client)
     return LocalLandingStore(url)
 
 

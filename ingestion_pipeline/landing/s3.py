@@ -27,28 +27,36 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.strip("/")
 
 
+def client_options() -> dict:
+    """Endpoint, region and retry attempts from the environment: AWS_ENDPOINT_URL_S3 or
+    AWS_ENDPOINT_URL (an S3-compatible store), AWS_REGION or AWS_DEFAULT_REGION (default
+    us-east-1), AWS_MAX_ATTEMPTS (default 5). Also what the Dagster layer builds its
+    S3Resource from (defs/resources.py)."""
+    return {
+        "endpoint_url": os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
+        "region_name": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 5),
+    }
+
+
 def s3_client():
     """A boto3 S3 client from the environment (AWS_ENDPOINT_URL for S3-compatible stores)."""
     import boto3
     from botocore.config import Config
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    options = client_options()
     config = Config(
         signature_version="s3v4",
         # Transient errors are retried here (standard mode: 5 attempts, exponential backoff);
         # AWS_MAX_ATTEMPTS / AWS_RETRY_MODE change that as for any AWS SDK.
-        retries={
-            "mode": os.environ.get("AWS_RETRY_MODE") or "standard",
-            "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS") or 5),
-        },
+        retries={"mode": os.environ.get("AWS_RETRY_MODE") or "standard", "max_attempts": options["max_attempts"]},
         connect_timeout=10,
         read_timeout=60,
-        s3={"addressing_style": "path"} if endpoint else {},
+        s3={"addressing_style": "path"} if options["endpoint_url"] else {},
     )
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     # A session of its own: credentials are read from the environment now, not cached
     # by boto3's default session since the first client was made.
-    return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region, config=config)
+    return boto3.session.Session().client("s3", endpoint_url=options["endpoint_url"], region_name=options["region_name"], config=config)
 
 
 def _error(action: str, key: str, exc: Exception) -> LandingError:
