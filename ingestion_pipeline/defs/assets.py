@@ -6,6 +6,7 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from .. import status as file_status
 from ..pipeline import PartitionReport, TableSummary, build_rejected, build_table, ingest_partition
 from ..streams import STREAMS, StreamSpec, tables_fed_by
 from ..warehouse import LEDGER_SCHEMA, REJECTED, batch_table
@@ -120,7 +121,7 @@ def make_batch_asset(spec: StreamSpec) -> dg.AssetsDefinition:
             )
         warehouse = ingest.warehouse()
         batch = batch_table(spec.name, "records")
-        stages = [r["stage_id"] for r in report.files if r["status"] in ("loaded", "partially_loaded")]
+        stages = [r["stage_id"] for r in report.files if r["status"] in file_status.LOADED]
         preview = (
             warehouse.scan(batch)
             .filter((pl.col("landing_date") == day) & pl.col("_stage_id").is_in(stages))

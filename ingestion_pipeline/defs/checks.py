@@ -8,6 +8,7 @@ import polars as pl
 
 from ..freshness import stream_freshness
 from ..ledger import read_ledger
+from ..status import FileStatus
 from ..streams import STREAMS, StreamSpec
 from .resources import IngestResource
 
@@ -20,7 +21,7 @@ def make_no_failed_files_check(spec: StreamSpec) -> dg.AssetChecksDefinition:
     )
     def check(ingest: IngestResource) -> dg.AssetCheckResult:
         ledger = read_ledger(ingest.warehouse(), ["file", "stream", "status", "first_error"])
-        failed = ledger.filter((pl.col("stream") == spec.name) & (pl.col("status") == "failed"))
+        failed = ledger.filter((pl.col("stream") == spec.name) & (pl.col("status") == FileStatus.FAILED))
         return dg.AssetCheckResult(
             passed=failed.is_empty(),
             metadata={
