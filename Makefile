@@ -50,7 +50,7 @@ serve: landing
 
 # Everything: lint, format check and every test (slow ones included).
 # The semantic suites run a second time against a warehouse on S3 (SeaweedFS).
-S3_SUITES = test_pipeline test_feeds test_corpus test_property_reconcile test_lakehouse test_erasure test_repair test_buckets
+S3_SUITES = test_pipeline test_feeds test_corpus test_property_reconcile test_lakehouse test_erasure
 
 test: venv
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ per-landing-day batches, are Delta tables too: `_batches/<stream>/<kind>` with k
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -194,8 +195,12 @@ class Warehouse:
         if self.lake.exists(list(specs)[-1]):
             return
         self.refuse_legacy()
-        for name, spec in specs.items():
-            self.lake.ensure(name, spec, run_id)
+        # Independent tables, created in parallel (on S3 each is a few round trips);
+        # the last one after all the others, so that it stands for all.
+        *first, last = specs.items()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda item: self.lake.ensure(item[0], item[1], run_id), first))
+        self.lake.ensure(*last, run_id)
 
     def refuse_legacy(self) -> None:
         if self.remote:
