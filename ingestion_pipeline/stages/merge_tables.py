@@ -44,9 +44,12 @@ from .commit_day import ledger_txn
 
 WATERMARK = "ingested_files"
 SAMPLE_KEYS = 20
-# Above this many touched keys a merge recomputes the whole table instead, a range
-# of buckets at a time (bounded memory).
+# A merge touching more keys than this, or more than this fraction of a table of
+# at least REBUILD_MIN_ROWS rows, recomputes the whole table instead, a range of
+# buckets at a time: bounded memory, and cheaper than merging most of the table.
 REBUILD_KEYS = 2_000_000
+REBUILD_FRACTION = 0.5
+REBUILD_MIN_ROWS = 200_000
 Log = Callable[[str], None]
 
 
@@ -192,6 +195,8 @@ def _catch_up(warehouse: Warehouse, table: str, run_id: str | None, recompute: p
         return _rebuild(lake, target, spec, now, report, run_id, txn, meta)
     changed = _symmetric_difference(now, before)
     touched = _touched_keys(lake, spec, changed)
+    if touched.height > REBUILD_KEYS or touched.height > REBUILD_FRACTION * max(lake.rows(table, table=target), REBUILD_MIN_ROWS):
+        return _rebuild(lake, target, spec, now, report, run_id, txn, meta)
     places = pl.DataFrame(
         schema={**dict.fromkeys(spec.keys, pl.String), partition_column(spec): table_schema(spec)[partition_column(spec)]}
     )
@@ -201,8 +206,6 @@ def _catch_up(warehouse: Warehouse, table: str, run_id: str | None, recompute: p
         part = partition_column(spec)
         located = recompute if part in recompute.columns else recompute.with_columns(merge.bucket(list(spec.keys)))
         places = located.select(*spec.keys, part).cast(places.schema).unique()
-    if touched.height > REBUILD_KEYS:
-        return _rebuild(lake, target, spec, now, report, run_id, txn, meta)
     if touched.is_empty():
         lake.append(table, pl.DataFrame(schema=table_schema(spec)), run_id=run_id, txns=txn, metadata=meta, table=target)
         return report
@@ -350,19 +353,13 @@ def _rebuild(lake: Lake, target, spec: StreamSpec, now: pl.DataFrame, report: Me
 
     def passes():
         for buckets in merge.bucket_passes(total):
+            # Every version of a key is in its key's bucket (memberships: the contact's).
             in_pass = pl.col("_bucket").is_between(buckets.start, buckets.stop - 1)
-            touched = pl.concat(
-                [
-                    lake.scan(s.table)
-                    .filter(in_pass & pl.col("_stage_id").is_in(stages[s.stream].implode()))
-                    .select(*[pl.col(c).alias(k) for c, k in zip(["contact_id"] if s.kind == "memberships" else keys, keys)], "_key_hash")
-                    .unique()
-                    .collect()
-                    for s in sources(spec.table)
-                    if s.kind != "cells"
-                ]
-            ).unique()
-            frame = _current(spec, _read_versions(lake, spec, touched, now), now)
+            versions = {
+                s: lake.scan(s.table).filter(in_pass & pl.col("_stage_id").is_in(stages[s.stream].implode())).collect()
+                for s in sources(spec.table)
+            }
+            frame = _current(spec, versions, now)
             counts["rows"] += frame.height
             counts["distinct"] += frame.select(keys).drop_nulls().n_unique()
             yield frame
