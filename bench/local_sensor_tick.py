@@ -9,8 +9,8 @@ bench/s3_sensor_tick.py (issue 5 target: < 10 s).
 Files land the way the ingestion API lays them out, `contact_event/YYYY/MM/DD/<hex>.jsonl`
 (tiny files, 1,000 per landing day over the 100 days before yesterday). Each file's
 mtime, which is its landed_at, is set inside its day. All of them are recorded in
-the ledger as `loaded`, one segment per landing day, through the real
-`ledger.write_segment`. Then 1,000 new files land in today's folder, each already
+the ledger as `loaded`, through a real
+append to the ledger's Delta table. Then 1,000 new files land in today's folder, each already
 settled (mtime a minute ago).
 
 The script times real sensor evaluations: `dg.build_sensor_context` plus
@@ -45,6 +45,7 @@ from datetime import time as dtime
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -53,9 +54,9 @@ from ingestion_pipeline.defs.resources import IngestResource
 from ingestion_pipeline.defs.sensors import landing_sensor
 from ingestion_pipeline.landing import LandedFile
 from ingestion_pipeline.landing.local import LocalLandingStore
-from ingestion_pipeline.ledger import pending_files, read_ledger, write_segment
+from ingestion_pipeline.ledger import pending_files, read_ledger
 from ingestion_pipeline.pipeline import list_landing
-from ingestion_pipeline.warehouse import Warehouse
+from ingestion_pipeline.warehouse import LEDGER, LEDGER_SCHEMA, Warehouse
 
 FILES = int(os.environ.get("BENCH_LOCAL_FILES", "100000"))
 NEW = int(os.environ.get("BENCH_LOCAL_NEW", "1000"))
@@ -107,18 +108,16 @@ def ledger_rows(files: list[LandedFile]) -> list[dict]:
             "sha256": hashlib.sha256(f.path.encode()).hexdigest(),  # distinct content per file
             "landing_date": f.landing_date,
             "schema_drift": None,
+            "stage_id": None,
         }
         for f in files
     ]
 
 
 def record(warehouse: Warehouse, files: list[LandedFile]) -> None:
-    """Writes the ledger segments of these files' landing days (whole days)."""
-    by_day: dict = {}
-    for f in files:
-        by_day.setdefault(f.landing_date, []).append(f)
-    for day, day_files in by_day.items():
-        write_segment(warehouse, STREAM, day, ledger_rows(day_files))
+    """Appends these files' rows to the ledger (a Delta table), as runs would have."""
+    warehouse.ensure_layout()
+    warehouse.lake.append(LEDGER, pl.DataFrame(ledger_rows(files), schema=LEDGER_SCHEMA))
 
 
 def main() -> None:
@@ -147,7 +146,7 @@ def main() -> None:
         start = time.perf_counter()
         record(warehouse, listed)
         days = len({f.landing_date for f in listed})
-        print(f"recording them as loaded in the ledger ({days} day segments): {time.perf_counter() - start:.1f} s", flush=True)
+        print(f"recording them as loaded in the ledger ({days} landing days): {time.perf_counter() - start:.1f} s", flush=True)
 
         token = uuid.uuid4().hex[:12]
         settled = time.time() - 60

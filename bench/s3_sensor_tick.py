@@ -35,7 +35,7 @@ from ingestion_pipeline.defs.resources import IngestResource
 from ingestion_pipeline.defs.sensors import landing_sensor
 from ingestion_pipeline.devtools import seaweedfs
 from ingestion_pipeline.landing.s3 import S3LandingStore
-from ingestion_pipeline.warehouse import LEDGER_SCHEMA, Warehouse, write_parquet
+from ingestion_pipeline.warehouse import LEDGER, LEDGER_SCHEMA, Warehouse
 
 OBJECTS = int(os.environ.get("BENCH_S3_OBJECTS", "100000"))
 NEW = int(os.environ.get("BENCH_S3_NEW", "1000"))
@@ -88,8 +88,7 @@ def main() -> None:
         )
         warehouse = Warehouse(root / "warehouse")
         warehouse.ensure_layout()
-        for (day,), part in ledger.cast(LEDGER_SCHEMA).select(list(LEDGER_SCHEMA)).group_by("landing_date"):
-            write_parquet(part, warehouse.segment_path("ingested_files", "contact_event", day.isoformat()))
+        warehouse.lake.append(LEDGER, ledger.cast(LEDGER_SCHEMA).select(list(LEDGER_SCHEMA)))
         token = uuid.uuid4().hex[:16]
         new = [f"contact_event/{today:%Y/%m/%d}/{token}{i:016x}.jsonl" for i in range(NEW)]
         print(f"putting {NEW} new objects: {put_all(client, server.bucket, new):.1f} s", flush=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 
 import polars as pl
 
@@ -44,6 +45,8 @@ from .commit_day import ledger_txn
 
 WATERMARK = "ingested_files"
 SAMPLE_KEYS = 20
+# A partition value no table holds (see _recompute).
+NO_PARTITION = {"_bucket": -1, EVENT_DATE: date(1900, 1, 1)}
 # A merge touching more keys than this, or more than this fraction of a table of
 # at least REBUILD_MIN_ROWS rows, recomputes the whole table instead, a range of
 # buckets at a time: bounded memory, and cheaper than merging most of the table.
@@ -303,8 +306,10 @@ def _recompute(
     erasure removed from the batches, which `before` no longer shows).
 
     `_match` is the partition where a source row can find its key in the table
-    (its old row's), null for a key the table does not hold: the merge reads only
-    the partitions of rows that replace or delete, and appends the new keys."""
+    (its old row's), and NO_PARTITION, a partition value no table holds, for a key
+    the table does not hold: the merge reads only the partitions of rows that
+    replace or delete, and appends the new keys. (Not null: delta-rs reads every
+    partition for a null.)"""
     keys = list(spec.keys)
     part = partition_column(spec)
     versions = _read_versions(lake, spec, touched, pl.concat([now, before]).unique())
@@ -320,7 +325,9 @@ def _recompute(
     known = pl.concat([old.select(*keys, part), places.select(*keys, part)]).unique()
     markers = known.join(new.select(*keys, part), on=[*keys, part], how="anti")
     located = known.with_columns(_match=pl.col(part))
-    upserts = changed.join(located, on=[*keys, part], how="left").with_columns(_delete=pl.lit(False))
+    upserts = changed.join(located, on=[*keys, part], how="left").with_columns(
+        pl.col("_match").fill_null(NO_PARTITION[part]), _delete=pl.lit(False)
+    )
     deletes = markers.with_columns(_match=pl.col(part), _delete=pl.lit(True))
     parts = pl.concat([new.select(part), known.select(part)]).unique()[part]
     source = pl.concat([upserts, deletes], how="diagonal_relaxed").select(*changed.columns, "_match", "_delete")
