@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from . import erasure
+from .lake import retry_conflicts
 from .landing import LandedFile, LandingStore
 from .ledger import pending_files, read_ledger
 from .settings import Settings
@@ -124,14 +125,19 @@ def build_table(settings: Settings, stream: str, log: Log = lambda msg: None, ru
     report = merge_table(warehouse, spec.table, run_id, log)
     log(report.describe())
     lake = warehouse.lake
-    return TableSummary(
-        table=spec.table,
-        uri=lake.uri(spec.table),
-        rows=lake.rows(spec.table),
-        schema=warehouse.table_schemas()[spec.table],
-        preview=lake.scan(spec.table).head(10).collect(),
-        report=report,
-    )
+
+    def summary() -> TableSummary:
+        dt = lake.table(spec.table)
+        return TableSummary(
+            table=spec.table,
+            uri=lake.uri(spec.table),
+            rows=lake.rows(spec.table, table=dt),
+            schema=warehouse.table_schemas()[spec.table],
+            preview=lake.scan(spec.table, table=dt).head(10).collect(),
+            report=report,
+        )
+
+    return retry_conflicts(summary, f"reading {spec.table}")
 
 
 def build_rejected(settings: Settings, log: Log = lambda msg: None, run_id: str | None = None) -> MergeReport:
