@@ -60,7 +60,7 @@ import polars as pl
 
 from . import normalise as norm
 from .formats import DecodedReader, FileRejected, detect_format
-from .lake import retry_conflicts
+from .lake import ORPHAN_HOURS, retry_conflicts
 from .landing import LandedFile, LandingError, LandingStore
 from .localfs import write_parquet
 from .settings import Settings
@@ -705,9 +705,6 @@ def _redact_ledger(warehouse: Warehouse, matcher: Matcher, run_id: str, log) -> 
     return retry_conflicts(attempt, "redacting the ledger", log)
 
 
-# Untracked files (written by a commit that never happened) older than this are
-# deleted by an erase too; younger ones may belong to a write in progress.
-ORPHAN_HOURS = 1
 IDENTITY = ["landing_date", "_stage_id", "_source_file", "_source_line"]
 
 

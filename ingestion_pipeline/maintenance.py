@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from .lake import retry_conflicts
+from .lake import ORPHAN_HOURS, retry_conflicts
 from .settings import Settings
 from .stages.merge_tables import derived_tables, merge_table
 from .warehouse import ERASURES, LEDGER, Warehouse
@@ -64,7 +64,8 @@ def maintain(settings: Settings, log: Log = lambda msg: None, run_id: str | None
         if name == ERASURES:
             continue  # hashes only; its history is the erasure ledger's
         deleted = lake.vacuum(name, settings.retention_hours)
-        deleted += lake.vacuum(name, settings.retention_hours, full=True)
+        # Untracked files younger than ORPHAN_HOURS may be a commit in progress.
+        deleted += lake.vacuum(name, max(settings.retention_hours, ORPHAN_HOURS), full=True)
         report.vacuumed[name] = len(deleted)
     return report
 

@@ -44,6 +44,9 @@ BACKOFF_SECONDS = 0.05
 BACKOFF_MAX_SECONDS = 2.0
 ROW_GROUP_ROWS = 128 * 1024
 CHECKPOINT_INTERVAL = 10
+# A file no version references is left alone until this old: it may belong to a
+# commit in progress (written, not yet in the log).
+ORPHAN_HOURS = 1
 TARGET_FILE_BYTES = 128 * 1024 * 1024
 
 
@@ -415,6 +418,7 @@ def spooled(schema: dict[str, pl.DataType], frames: Iterable[pl.DataFrame]) -> I
 
 __all__ = [
     "BACKOFF_SECONDS",
+    "ORPHAN_HOURS",
     "CommitConflict",
     "CommitFailedError",
     "Lake",
