@@ -616,7 +616,8 @@ def erase(
     }
     # Recorded first: should the removal below break, every later commit already
     # suppresses the contact, and the next erase finishes the removal.
-    warehouse.lake.append(ERASURES, pl.DataFrame([row], schema=ERASURE_SCHEMA), run_id=f"erase-{erasure_id}")
+    recorded = pl.DataFrame([row], schema=ERASURE_SCHEMA)
+    warehouse.lake.add_rows(ERASURES, lambda: recorded, run_id=f"erase-{erasure_id}", log=log)
     headers = CsvHeaders(_open_store(settings), _ledger_versions(warehouse))
     removed = _remove_everywhere(warehouse, row, headers, log)
     warnings = [

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import polars as pl
@@ -464,13 +465,13 @@ def test_an_erase_while_runs_commit_and_merge_leaves_her_erased(settings, landin
     late = [contact(ANN, ANN_EMAIL, {"plan": "late"}), contact("dan-0004", "dan@example.com")]
     landing.put("contact/late.jsonl", late, utc(2026, 11, 21, 22))
     landing.put("contact_event/late.jsonl", [event("ev-9", ANN), event("ev-10", "dan-0004")], utc(2026, 11, 21, 22))
-    errors: list[BaseException] = []
+    errors: list[str] = []
 
     def run(fn):
         try:
             fn()
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        except BaseException as exc:  # reported below, with where it happened
+            errors.append("".join(traceback.format_exception(exc)))
 
     threads = [
         threading.Thread(target=run, args=(lambda: erase(settings, contact_id=ANN, requested_at=ERASED_AT),)),

@@ -236,6 +236,21 @@ class Lake:
         """Adds rows (a frame, an Arrow table or a stream of record batches)."""
         self._write(name, data, "append", None, run_id, txns, metadata, table)
 
+    def add_rows(
+        self,
+        name: str,
+        data: Callable[[], Any],
+        *,
+        run_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        log: Log | None = None,
+    ) -> None:
+        """A blind append (no transaction id), retried on a conflict: delta-rs counts
+        an append as a read of the table, so a concurrent delete (an erasure) makes
+        it conflict. `data` makes the rows again for each attempt (a stream can be
+        read once)."""
+        retry_conflicts(lambda: self._write(name, data(), "append", None, run_id, (), metadata, None), f"appending to {name}", log)
+
     def replace(
         self,
         name: str,

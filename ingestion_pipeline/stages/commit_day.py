@@ -48,13 +48,17 @@ def append_staged(warehouse: Warehouse, stream: str, day: date, staged: list[Sta
         if not rows:
             continue
         arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
-        data = pads.dataset(paths, format="parquet").scanner(columns=list(schema)).to_reader()
-        data = pa.RecordBatchReader.from_batches(arrow_schema, (b.cast(arrow_schema) for b in data))
-        warehouse.lake.append(
+
+        def data(paths=paths, schema=schema, arrow_schema=arrow_schema) -> pa.RecordBatchReader:
+            batches = pads.dataset(paths, format="parquet").scanner(columns=list(schema)).to_reader()
+            return pa.RecordBatchReader.from_batches(arrow_schema, (b.cast(arrow_schema) for b in batches))
+
+        warehouse.lake.add_rows(
             batch_table(stream, kind),
             data,
             run_id=run_id,
             metadata={"stream": stream, "landing_date": day.isoformat(), "files": len(paths)},
+            log=log,
         )
         log(f"appended {rows} {kind} row(s) of {len(paths)} file(s) to the {stream} batch of {day}")
 
