@@ -49,21 +49,23 @@ serve: landing
 	INGEST_API_KEYS="$${INGEST_API_KEYS:-local-dev-key}" $(BIN)/ingestion-pipeline serve --host 127.0.0.1 --port 8000
 
 # Everything: lint, format check and every test (slow ones included).
+# Two test processes (the machine's 2 cores), a test file's tests in the same one.
+PYTEST_PARALLEL ?= -n 2 --dist loadfile
 # The semantic suites run a second time against a warehouse on S3 (SeaweedFS).
 S3_SUITES = test_pipeline test_feeds test_corpus test_property_reconcile test_lakehouse test_erasure
 
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
-	INGEST_TEST_WAREHOUSE=s3 $(BIN)/pytest -q $(S3_SUITES:%=ingestion_pipeline_tests/%.py)
+	$(BIN)/pytest $(PYTEST_PARALLEL)
+	INGEST_TEST_WAREHOUSE=s3 $(BIN)/pytest -q $(PYTEST_PARALLEL) $(S3_SUITES:%=ingestion_pipeline_tests/%.py)
 
 # The inner loop: lint and the tests not marked `slow` (no dg dev, SeaweedFS, crash harness,
 # schemathesis or concurrent ingest processes).
 test-fast: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not slow"
 
 ingest: landing home
 	$(BIN)/ingestion-pipeline ingest

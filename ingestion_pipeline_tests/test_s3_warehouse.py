@@ -122,7 +122,9 @@ def test_the_api_reports_file_status_from_an_s3_warehouse(s3_server, s3_env, lan
     warehouse = s3_warehouse(s3_server)
     server = start_api_server(tmp_path / "api", {**s3_env, "INGEST_LANDING_URL": str(landing.root), "INGEST_WAREHOUSE_DIR": warehouse})
     try:
-        r = server.post("/ingestion/upload-json", {"stream": "contact", "data": [contact("c1", "a@x.io"), contact("c2", "b@x.io", extra_field=1)]})
+        r = server.post(
+            "/ingestion/upload-json", {"stream": "contact", "data": [contact("c1", "a@x.io"), contact("c2", "b@x.io", extra_field=1)]}
+        )
         assert r.status_code == 200, r.text
         key = r.json()["file_key"]
         assert server.request("GET", f"/ingestion/files/{key}").json()["status"] == "pending"
